@@ -1,0 +1,34 @@
+# lakelab: two commands do everything on a fresh machine.
+#   make run    reproduce the main figure (creates .venv on first use)
+#   make test   lint + the whole test suite (creates .venv on first use)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+OUT    ?= results
+
+.PHONY: run test lint bench app clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lakelab needs Python >= 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: on lakelab machines 2.13.0 is the on-disk CPU build; any looser
+	# request would pull a multi-GB CUDA build. pyproject's torch range then installs nothing.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/lakelab solve --lake 4x4 --slippery --out $(OUT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_solver.py
+
+clean:
+	rm -rf $(VENV) $(OUT)
