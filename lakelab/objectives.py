@@ -1,0 +1,438 @@
+"""The alignment objectives of lakelab as pure tensor functions.
+
+Every loss takes per-sequence (B,) or per-token (B, T) log-probs and returns `(loss, metrics)`:
+`loss` is the batch-mean scalar tensor to call `.backward()` on, `metrics` a dict of plain
+Python floats named like TRL's logs (`logps/chosen`, `rewards/margins`, ...). Both tracks
+(Frozen Lake MLP and tiny transformer), the app and the notebooks call these same functions,
+usually through `lakelab.registry.compute_objective`.
+
+    name   consumes     loss (batch mean of)                                       source
+    sft    A(y_w)       -A_w                                                       MLE
+    ift    logp_t, m_t  sum_t (-logp_t) W_t / N  (W: reductions.ift_weights)      IFT 19-22
+    dpo    S(y)         -logsigmoid(beta [(S_w - S_ref_w) - (S_l - S_ref_l)])      DPO eq. 7
+    ipo    A(y)         (h - 1/(2 beta))^2,  h = (A_w - A_ref_w) - (A_l - A_ref_l)  IPO / TRL
+    orpo   A(y)         -A_w - lam logsigmoid(logodds_w - logodds_l)               ORPO 6-7
+    asft   A(y)         -A_w - lam [logsigmoid(b logodds_w) + logsigmoid(-b logodds_l)]
+    simpo  A(y)         -logsigmoid(beta (A_w - A_l) - gamma)                      SimPO eq. 6
+
+S(y) = summed, A(y) = mean log-prob of the response (see `lakelab.reductions`), and
+logodds(y) = A - log(1 - exp(A)). Derivations, defaults and paper-vs-code notes:
+design/objectives.md. Hyper-parameters are validated here (ValueError naming the
+bad value and what is allowed); `lakelab.registry` holds their defaults and ranges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lakelab.reductions import check_token_inputs, ift_weights, mean_logps, sum_logps
+
+__all__ = [
+    "DPO_VARIANTS",
+    "asft_loss",
+    "dpo_loss",
+    "ift_loss",
+    "ift_weights",
+    "ipo_loss",
+    "log1mexp",
+    "log_odds",
+    "logsigmoid",
+    "mean_logps",
+    "orpo_loss",
+    "sft_loss",
+    "simpo_loss",
+    "sum_logps",
+]
+
+Metrics = dict[str, float]
+DPO_VARIANTS = ("hinge", "robust", "sigmoid")
+LOG1MEXP_CLAMP = -1e-6  # log1mexp treats x > -1e-6 as -1e-6: log(1 - exp(-1e-6)) ~ -13.8
+_LN2 = math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_real(name: str, value: float, low: float, high: float, interval: str) -> float:
+    """Check low <(=) value <(=) high; `interval` is the printed form, e.g. "(0, inf)"."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        low_ok = value > low if interval[0] == "(" else value >= low
+        high_ok = value < high if interval[-1] == ")" else value <= high
+        ok = low_ok and high_ok
+    if not ok:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return float(value)
+
+
+def _check_sequences(**tensors: torch.Tensor) -> None:
+    """Per-sequence inputs: floating-point tensors of one common shape (B,), B >= 1."""
+    shape = None
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got {t!r}")
+        if t.dim() != 1 or t.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (B,) with B >= 1, got {tuple(t.shape)}")
+        if shape is None:
+            first, shape = name, t.shape
+        elif t.shape != shape:
+            raise ValueError(
+                f"{first} and {name} must have the same shape (B,), "
+                f"got {tuple(shape)} and {tuple(t.shape)}"
+            )
+
+
+def _check_nonpositive(**tensors: torch.Tensor) -> None:
+    """Mean log-probs fed to log1mexp must be <= 0 (a probability is at most 1)."""
+    for name, t in tensors.items():
+        if bool((t > 0).any()):
+            raise ValueError(f"{name} must be <= 0 (log-probabilities), got max {t.max().item()}")
+
+
+def _mean(x: torch.Tensor) -> float:
+    return x.detach().to(torch.float64).mean().item()
+
+
+def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> Metrics:
+    """TRL's reward diagnostics from per-pair implicit rewards (B,)."""
+    return {
+        "rewards/chosen": _mean(chosen),
+        "rewards/rejected": _mean(rejected),
+        "rewards/margins": _mean(chosen - rejected),
+        "rewards/accuracies": _mean((chosen > rejected).float()),
+    }
+
+
+# ----------------------------------------------------------------------------- building blocks
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """Stable log(1 - exp(x)) for x <= 0 (Maechler 2012, "Accurately computing log(1 - exp(-|a|))").
+
+        log1mexp(x) = log1p(-exp(x))   if x < -ln 2
+                      log(-expm1(x))   otherwise
+
+    Shapes: any; elementwise. Traps:
+    - x is clamped to <= -1e-6 first, so x = 0 (a response the model is certain of) gives the
+      finite log(1 - exp(-1e-6)) ~ -13.8 instead of -inf; the gradient is 0 above the clamp.
+    - torch.where differentiates *both* branches; each branch is evaluated on inputs where it is
+      finite (the other branch's inputs are replaced by a harmless constant), so an inf in the
+      discarded branch can never turn into a NaN gradient.
+    """
+    x = x.clamp(max=LOG1MEXP_CLAMP)
+    far = x < -_LN2  # exp(x) < 1/2: log1p(-exp(x)) is accurate
+    x_far = torch.where(far, x, -1.0)  # -1 < -ln 2: safe for the far branch
+    x_near = torch.where(far, -0.5, x)  # -0.5 > -ln 2: safe for the near branch
+    return torch.where(far, torch.log1p(-torch.exp(x_far)), torch.log(-torch.expm1(x_near)))
+
+
+def logsigmoid(z: torch.Tensor) -> torch.Tensor:
+    """log sigmoid(z) = -softplus(-z), elementwise, stable for any z.
+
+    Why not `F.logsigmoid`: its CPU kernel always wakes torch's thread pool, and on a 2-core
+    machine shared with other processes each call then waits ~8 ms (measured with torch 2.13),
+    even for 5 numbers; softplus does not. softplus switches to the identity above 30, where
+    log1p(exp(30)) - 30 < 1e-13.
+    """
+    return -F.softplus(-z, threshold=30.0)
+
+
+def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
+    """Log-odds of the length-normalised likelihood, logodds = A - log(1 - exp(A)) (ORPO).
+
+    Shapes: (B,) -> (B,). A = 0 is finite thanks to the clamp in `log1mexp` (~ +13.8).
+    """
+    return mean_logps - log1mexp(mean_logps)
+
+
+# ----------------------------------------------------------------------------- objectives
+def sft_loss(chosen_logps: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """Supervised fine-tuning: maximise the mean log-likelihood of the chosen response.
+
+        L = -mean_batch A(y_w)
+
+    | argument      | shape | meaning                      |
+    |---------------|-------|------------------------------|
+    | chosen_logps  | (B,)  | A(y_w), mean token log-prob  |
+
+    Trap: A (per-sequence mean, then batch mean) weighs every sequence equally; a token-level
+    mean over the whole batch would weigh long responses more.
+    """
+    _check_sequences(chosen_logps=chosen_logps)
+    loss = -chosen_logps.mean()
+    return loss, {"logps/chosen": _mean(chosen_logps)}
+
+
+def ift_loss(
+    token_logps: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    gamma: float = 0.95,
+    weighting: str = "loss",
+) -> tuple[torch.Tensor, Metrics]:
+    """Intuitive Fine-Tuning: SFT on the mixed pass with dynamic-relation-propagation weights.
+
+        L = mean_batch( sum_i m_i (-logp'_i) W_i / N )       (IFT eqs. 19-22, official code)
+
+    logp' are the log-probs of the true tokens from the second, *mixed-input* forward pass
+    (temporal residual, eq. 17: `lakelab.residual`). W = `ift_weights(logp', mask, ...)`, not
+    detached (the official code backpropagates through W when weighting="loss").
+
+    | argument     | shape  | meaning                                      |
+    |--------------|--------|----------------------------------------------|
+    | token_logps  | (B, T) | log pi(a_t | mixed inputs) of the true tokens |
+    | mask         | (B, T) | 1/True on response tokens                    |
+    | gamma        | float  | discount in [0, 1] (official default 0.95)   |
+    | weighting    | str    | "loss" (official), "prefix" (eq. 20), "none" |
+
+    Metrics: logps/chosen = mean A(y) of the mixed pass, ift/sft_loss = its negative (the SFT
+    loss on the same log-probs), ift/weight_first_token and ift/weight_last_token = mean W at
+    the first and last response token. Traps: gamma = 0 (or weighting="none") is exactly SFT on
+    A(y), so IFT with lam = 0 and gamma = 0 is SFT; see `ift_weights` for the gamma = 0
+    discontinuity of "loss" and the guard for all-zero weights.
+    """
+    m = check_token_inputs(token_logps, mask)
+    weights = ift_weights(token_logps, mask, gamma=gamma, weighting=weighting)  # (B, T)
+    n_tokens = m.sum(dim=-1).to(token_logps.dtype)  # (B,)
+    nll = torch.where(m, -token_logps, 0.0)  # (B, T)
+    loss = ((nll * weights).sum(dim=-1) / n_tokens).mean()
+
+    first = m.to(torch.int8).argmax(dim=-1, keepdim=True)  # (B, 1) first response position
+    last = m.shape[1] - 1 - m.flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
+    chosen = torch.where(m, token_logps, 0.0).sum(dim=-1).detach() / n_tokens  # A(y_w)
+    metrics = {
+        "logps/chosen": _mean(chosen),
+        "ift/sft_loss": -_mean(chosen),
+        "ift/weight_first_token": _mean(weights.gather(1, first)),
+        "ift/weight_last_token": _mean(weights.gather(1, last)),
+    }
+    return loss, metrics
+
+
+def dpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    variant: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, Metrics]:
+    """Direct Preference Optimization on summed log-probs (Rafailov et al. 2023, eq. 7).
+
+        d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))
+        "sigmoid": L = -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)    (eps = 0: plain DPO;
+                                                 eps > 0: conservative DPO, TRL's form)
+        "hinge":   L = relu(1 - d)                                     (SLiC-style, TRL)
+        "robust":  L = (-(1 - eps) logsigmoid(d) + eps logsigmoid(-d)) / (1 - 2 eps)
+                                                 (Chowdhury et al. 2024, TRL)
+
+    | argument           | shape | meaning                              |
+    |--------------------|-------|--------------------------------------|
+    | chosen_logps       | (B,)  | S_pi(y_w), summed token log-probs    |
+    | rejected_logps     | (B,)  | S_pi(y_l)                            |
+    | ref_chosen_logps   | (B,)  | S_ref(y_w) (frozen start policy)     |
+    | ref_rejected_logps | (B,)  | S_ref(y_l)                           |
+    | beta               | float | (0, inf), TRL default 0.1            |
+    | label_smoothing    | float | eps in [0, 0.5); must be 0 for hinge |
+
+    Metrics: rewards/* = beta (S - S_ref) as in TRL. Traps: only the *margin* is optimised, so
+    S_w can fall while the loss improves (the chosen log-prob dropping during DPO is expected,
+    see `lakelab.analysis`). policy == reference gives d = 0: loss log 2 (sigmoid, robust), 1
+    (hinge).
+    """
+    _check_sequences(
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
+    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+    if variant not in DPO_VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(DPO_VARIANTS)}, got {variant!r}")
+    eps = _check_real("label_smoothing", label_smoothing, 0.0, 0.5, "[0, 0.5)")
+    if variant == "hinge" and eps != 0.0:
+        raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
+
+    chosen_rewards = beta * (chosen_logps - ref_chosen_logps)  # (B,)
+    rejected_rewards = beta * (rejected_logps - ref_rejected_logps)  # (B,)
+    d = chosen_rewards - rejected_rewards  # (B,)
+    if variant == "sigmoid":
+        losses = -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    elif variant == "hinge":
+        losses = torch.relu(1 - d)
+    else:  # robust
+        losses = (-(1 - eps) * logsigmoid(d) + eps * logsigmoid(-d)) / (1 - 2 * eps)
+    loss = losses.mean()
+
+    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
+    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
+    return loss, metrics
+
+
+def ipo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, Metrics]:
+    """Identity Preference Optimisation on mean log-probs (Azar et al. 2023; as TRL's "ipo").
+
+        h = (A_w - A_ref_w) - (A_l - A_ref_l)
+        L = (h - 1 / (2 beta))^2
+
+    | argument           | shape | meaning                   |
+    |--------------------|-------|---------------------------|
+    | chosen_logps       | (B,)  | A_pi(y_w), mean log-probs |
+    | rejected_logps     | (B,)  | A_pi(y_l)                 |
+    | ref_chosen_logps   | (B,)  | A_ref(y_w)                |
+    | ref_rejected_logps | (B,)  | A_ref(y_l)                |
+    | beta               | float | (0, inf); target margin 1/(2 beta) |
+
+    Metrics: rewards/* = beta (A - A_ref), as TRL logs them. Trap: IPO's beta is the inverse of
+    a target margin (small beta = large margin), unlike DPO's inverse temperature; the loss
+    also *penalises* margins above 1/(2 beta).
+    """
+    _check_sequences(
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
+    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+
+    h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)  # (B,)
+    loss = ((h - 1 / (2 * beta)) ** 2).mean()
+
+    metrics = _reward_metrics(
+        beta * (chosen_logps - ref_chosen_logps), beta * (rejected_logps - ref_rejected_logps)
+    )
+    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
+    return loss, metrics
+
+
+def orpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    *,
+    lam: float = 0.1,
+) -> tuple[torch.Tensor, Metrics]:
+    """Odds-Ratio Preference Optimization on mean log-probs (Hong et al. 2024, eqs. 6-7).
+
+        L = -A_w - lam * logsigmoid(logodds(y_w) - logodds(y_l))
+
+    | argument       | shape | meaning                                 |
+    |----------------|-------|-----------------------------------------|
+    | chosen_logps   | (B,)  | A(y_w), mean log-probs, <= 0            |
+    | rejected_logps | (B,)  | A(y_l), <= 0                            |
+    | lam            | float | [0, inf); TRL calls it beta (default 0.1) |
+
+    Metrics: rewards/* = lam * A (TRL's ORPO logs beta * logps), orpo/log_odds_ratio =
+    mean logsigmoid(...), orpo/log_odds_chosen = mean (logodds_w - logodds_l), orpo/nll_loss.
+    Traps: the NLL term covers the response only (like the IFT repo's ORPO); TRL's ORPO NLL
+    also covers the prompt tokens. No reference model. Inputs must be <= 0 (ValueError).
+    """
+    _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
+    _check_nonpositive(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
+    lam = _check_real("lam", lam, 0.0, math.inf, "[0, inf)")
+
+    nll = -chosen_logps  # (B,)
+    log_odds_ratio = log_odds(chosen_logps) - log_odds(rejected_logps)  # (B,)
+    odds_term = logsigmoid(log_odds_ratio)  # (B,)
+    loss = (nll - lam * odds_term).mean()
+
+    metrics = _reward_metrics(lam * chosen_logps, lam * rejected_logps)
+    metrics |= {
+        "logps/chosen": _mean(chosen_logps),
+        "logps/rejected": _mean(rejected_logps),
+        "orpo/nll_loss": _mean(nll),
+        "orpo/log_odds_ratio": _mean(odds_term),
+        "orpo/log_odds_chosen": _mean(log_odds_ratio),
+    }
+    return loss, metrics
+
+
+def asft_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    *,
+    lam: float = 1.0,
+    beta: float = 1.0,
+) -> tuple[torch.Tensor, Metrics]:
+    """Aligned SFT: absolute likelihood per response, no pairing, no reference (arXiv 2409.10571).
+
+        L = -A_w - lam * [logsigmoid(beta * logodds(y_w)) + logsigmoid(-beta * logodds(y_l))]
+
+    No official code is public; this restatement follows Gorbatovski et al. 2025 (arXiv
+    2502.01237) and turbo-llm/turbo-alignment. With beta = 1, sigmoid(logodds(y)) = exp(A), so
+    L = -(1 + lam) A_w - lam log(1 - exp(A_l)).
+
+    | argument       | shape | meaning                        |
+    |----------------|-------|--------------------------------|
+    | chosen_logps   | (B,)  | A(y_w), mean log-probs, <= 0   |
+    | rejected_logps | (B,)  | A(y_l), <= 0                   |
+    | lam            | float | [0, inf), default 1            |
+    | beta           | float | (0, inf), default 1            |
+
+    Metrics: rewards/* = beta * logodds(y), the logit of the absolute "is this response
+    preferred" probability the loss pushes to 1 (chosen) and 0 (rejected); accuracies compare
+    them, which for one beta is the same as comparing A_w > A_l. asft/p_chosen and
+    asft/p_rejected are mean sigmoid(beta * logodds). Traps: "ASFT" in LLaMA-Factory is an
+    unrelated "Anchored SFT". Inputs must be <= 0 (ValueError).
+    """
+    _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
+    _check_nonpositive(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
+    lam = _check_real("lam", lam, 0.0, math.inf, "[0, inf)")
+    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+
+    chosen_logits = beta * log_odds(chosen_logps)  # (B,)
+    rejected_logits = beta * log_odds(rejected_logps)  # (B,)
+    absolute = logsigmoid(chosen_logits) + logsigmoid(-rejected_logits)  # (B,)
+    loss = (-chosen_logps - lam * absolute).mean()
+
+    metrics = _reward_metrics(chosen_logits, rejected_logits)
+    metrics |= {
+        "logps/chosen": _mean(chosen_logps),
+        "logps/rejected": _mean(rejected_logps),
+        "asft/p_chosen": _mean(torch.sigmoid(chosen_logits)),
+        "asft/p_rejected": _mean(torch.sigmoid(rejected_logits)),
+    }
+    return loss, metrics
+
+
+def simpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    *,
+    beta: float = 2.0,
+    gamma: float = 0.5,
+) -> tuple[torch.Tensor, Metrics]:
+    """Simple Preference Optimization: a length-normalised margin, no reference (Meng et al.
+    2024, eq. 6; TRL's CPO trainer with loss_type="simpo").
+
+        L = -logsigmoid(beta * (A_w - A_l) - gamma)
+
+    | argument       | shape | meaning                                   |
+    |----------------|-------|-------------------------------------------|
+    | chosen_logps   | (B,)  | A(y_w), mean log-probs                    |
+    | rejected_logps | (B,)  | A(y_l)                                    |
+    | beta           | float | (0, inf), paper-scale default 2.0         |
+    | gamma          | float | target reward margin, [0, inf), default 0.5 |
+
+    Metrics: rewards/* = beta * A (SimPO's implicit reward). Traps: A is a per-token average,
+    so useful betas (2-10 in the paper) are far larger than DPO's 0.1 on sums; TRL writes the
+    same logit as beta * ((A_w - A_l) - gamma / beta).
+    """
+    _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
+    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+    gamma = _check_real("gamma", gamma, 0.0, math.inf, "[0, inf)")
+
+    chosen_rewards = beta * chosen_logps  # (B,)
+    rejected_rewards = beta * rejected_logps  # (B,)
+    loss = -logsigmoid(chosen_rewards - rejected_rewards - gamma).mean()
+
+    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
+    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
+    return loss, metrics
