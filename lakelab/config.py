@@ -1,0 +1,214 @@
+"""Configuration of the Frozen Lake alignment experiment (IFT paper, section 5.3).
+
+The paper publishes no map, sizes or hyper-parameters; every choice below is ours, named and
+documented so a student can change it (``lakelab lake --help``, or a JSON file of fields).
+Values are validated where they enter: a bad field raises ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+
+METHODS = tuple(OBJECTIVES)
+CHOSEN_MODES = ("demos", "single")
+NEGATIVE_MODES = ("offline", "online")
+OFFLINE_SOURCES = ("suboptimal", "initial")
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """One protocol of the experiment. All randomness flows from ``first_seed``."""
+
+    lake: str = "two-paths"
+    """Preset name or map rows joined by '/'. The default has exactly one optimal (8 moves)
+    and one sub-optimal (12 moves) route, as the paper's map is described."""
+    slippery: bool = False
+    """Gymnasium's is_slippery."""
+    success_rate: float = 1 / 3
+    """Slippery lakes: probability of the intended move."""
+    gamma: float = 0.9
+    """Discount of the soft optimum, the returns and the visitation distribution."""
+    tau: float = 0.02
+    """Temperature of soft value iteration: pi* = softmax(Q*/tau). Small enough that
+    tau log 4 / (1 - gamma) < 1 (else the soft optimum prefers wandering to the goal)."""
+    hidden: int = 32
+    """Width of the MLP's hidden layer (paper: "a two-layer fully connected network")."""
+    activation: str = "tanh"
+    """Hidden nonlinearity: tanh or relu."""
+    optimum_steps: int = 1000
+    """Adam steps fitting theta* (theta_0 trained on pi*'s action probabilities)."""
+    optimum_lr: float = 0.02
+    """Learning rate of that fit (cosine-decayed to 0)."""
+    optimum_kl_target: float = 1e-3
+    """theta* must reach this mean KL(pi* || pi_theta*) over live states, else an error."""
+    methods: tuple[str, ...] = METHODS
+    """Objectives to fine-tune with, from ``lakelab.registry.OBJECTIVES``."""
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-method hyper-parameter overrides, e.g. {"dpo": {"beta": 0.5}}; defaults from
+    the registry."""
+    chosen: str = "demos"
+    """Chosen data from pi*: "demos" (n_demos successful episodes sampled from the soft
+    optimum) or "single" (the one optimal route, the tau -> 0 limit)."""
+    n_demos: int = 256
+    """Number of demonstrations in "demos" mode."""
+    negatives: str = "online"
+    """Rejected data: "offline" (a fixed pool, see offline_source) or "online" (sampled from
+    the current policy each step, never equal to a chosen trajectory)."""
+    offline_source: str = "suboptimal"
+    """Offline pool: "suboptimal" (the fixed sub-optimal route) or "initial" (episodes
+    sampled from pi_theta_0)."""
+    batch_size: int = 64
+    """Chosen (and rejected) trajectories per step and seed."""
+    steps: int = 300
+    """Fine-tuning steps, the same budget for every method."""
+    lr: float = 0.01
+    """Adam learning rate of fine-tuning, the same for every method."""
+    log_every: int = 10
+    """Exact metrics are computed every this many steps (and at the last)."""
+    seeds: int = 10
+    """Number of seeds; each has its own theta_0, theta*, data and negatives."""
+    first_seed: int = 0
+    """Seeds are first_seed .. first_seed + seeds - 1."""
+    max_len: int = 100
+    """Sampled episodes are cut after this many moves (Gymnasium's 4x4 limit)."""
+    explored_share: float = 0.005
+    """A cell counts as explored once it holds at least this share of the explored mass."""
+
+    def __post_init__(self) -> None:
+        from lakelab.lakes import make_lake
+
+        make_lake(self.lake, slippery=self.slippery, success_rate=self.success_rate)
+        _real("gamma", self.gamma, 0.0, 1.0, "[0, 1)", high_open=True)
+        _real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+        if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
+            raise ValueError(
+                f"tau * log 4 / (1 - gamma) = {self.tau * math.log(4) / (1 - self.gamma):.3g} "
+                f"must be < 1 (tau={self.tau}, gamma={self.gamma}): otherwise the entropy bonus "
+                "outweighs the goal and the soft optimum wanders instead of finishing"
+            )
+        for name in (
+            "hidden",
+            "optimum_steps",
+            "n_demos",
+            "batch_size",
+            "log_every",
+            "seeds",
+            "max_len",
+        ):
+            _positive_int(name, getattr(self, name))
+        _nonneg_int("steps", self.steps)
+        _nonneg_int("first_seed", self.first_seed)
+        _real("optimum_lr", self.optimum_lr, 0.0, math.inf, "(0, inf)", low_open=True)
+        _real("lr", self.lr, 0.0, math.inf, "(0, inf)", low_open=True)
+        _real("optimum_kl_target", self.optimum_kl_target, 0.0, math.inf, "(0, inf)", low_open=True)
+        _real(
+            "explored_share", self.explored_share, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True
+        )
+        _choice("activation", self.activation, ("relu", "tanh"))
+        _choice("chosen", self.chosen, CHOSEN_MODES)
+        _choice("negatives", self.negatives, NEGATIVE_MODES)
+        _choice("offline_source", self.offline_source, OFFLINE_SOURCES)
+        if isinstance(self.methods, str) or not self.methods:
+            raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
+        object.__setattr__(self, "methods", tuple(self.methods))
+        for m in self.methods:
+            get_objective(m)
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods has duplicates: {list(self.methods)}")
+        if not isinstance(self.hparams, dict):
+            raise ValueError(f"hparams must be a dict of dicts, got {self.hparams!r}")
+        for m, overrides in self.hparams.items():
+            if m not in self.methods:
+                raise ValueError(
+                    f"hparams given for {m!r}, which is not among methods {list(self.methods)}"
+                )
+            resolve_hparams(m, overrides)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def method_hparams(self, method: str) -> dict[str, Any]:
+        return resolve_hparams(method, self.hparams.get(method))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        return d
+
+    def replace(self, **changes: Any) -> LakeConfig:
+        return dataclasses.replace(self, **changes)
+
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("methods", "seeds")) -> str:
+        """What a finished (method, seed) cell depends on, as canonical JSON: a run directory
+        can be resumed with more methods or seeds, but not with another protocol."""
+        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return json.dumps(d, sort_keys=True)
+
+
+def _real(name, value, low, high, interval, *, low_open=False, high_open=False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
+    if not ok:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _nonneg_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+
+
+PRESETS: dict[str, LakeConfig] = {
+    "paper": LakeConfig(),
+    "quick": LakeConfig(
+        seeds=3, steps=60, optimum_steps=400, n_demos=64, batch_size=32, log_every=20
+    ),
+}
+
+
+def preset(name: str) -> LakeConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def config_from_dict(d: dict[str, Any], base: LakeConfig | None = None) -> LakeConfig:
+    """A config from a dict (e.g. JSON), unknown keys rejected, missing ones from ``base``."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a config must be a JSON object of fields, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(LakeConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; known fields are {sorted(names)}")
+    d = dict(d)
+    if "methods" in d and isinstance(d["methods"], list):
+        d["methods"] = tuple(d["methods"])
+    return dataclasses.replace(base or LakeConfig(), **d)
+
+
+def load_config(path: str | Path, base: LakeConfig | None = None) -> LakeConfig:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
+    return config_from_dict(data, base)

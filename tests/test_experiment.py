@@ -1,0 +1,140 @@
+"""The Frozen Lake experiment core on small configs: data, explored grids, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lakelab.config import PRESETS, LakeConfig, config_from_dict
+from lakelab.experiment import Diverged, _online_negatives, build_setup, train_method
+from lakelab.trajectories import routes
+
+TINY = PRESETS["quick"].replace(steps=20, log_every=10, seeds=2)
+
+
+@pytest.fixture(scope="module")
+def quick_setup():
+    return build_setup(PRESETS["quick"])
+
+
+def test_theta_star_reaches_its_kl_target(quick_setup):
+    cfg = quick_setup.config
+    assert (quick_setup.optimum_kl <= cfg.optimum_kl_target).all()
+    # and it really moved: theta* is not theta_0
+    diff = (quick_setup.theta_star["W1"] - quick_setup.theta0["W1"]).abs().max()
+    assert diff > 0.05
+
+
+def test_a_too_strict_kl_target_is_an_error():
+    with pytest.raises(ValueError, match=r"reached KL .* > optimum_kl_target"):
+        build_setup(TINY.replace(optimum_steps=5, optimum_kl_target=1e-6))
+
+
+@pytest.mark.parametrize("method", PRESETS["quick"].methods)
+def test_every_objective_lowers_kl_to_pi_star_with_demos(quick_setup, method):
+    result = train_method(quick_setup, method)
+    for rows in result.rows:
+        assert rows[-1]["kl_visitation"] < 0.5 * rows[0]["kl_visitation"]
+        assert math.isfinite(rows[-1]["param_mse"])
+
+
+def test_sft_explores_exactly_the_chosen_states():
+    setup = build_setup(TINY.replace(chosen="single", methods=("sft",)))
+    result = train_method(setup, "sft")
+    route_states = set(setup.optimal_route.states)
+    for mass in result.explored:
+        assert set(np.flatnonzero(mass > 0)) == route_states
+
+
+def test_ift_residual_puts_mass_off_the_path_only_when_lam_positive():
+    route = None
+    for lam in (0.0, 0.2):
+        cfg = TINY.replace(chosen="single", methods=("ift",), hparams={"ift": {"lam": lam}})
+        setup = build_setup(cfg)
+        route = set(setup.optimal_route.states)
+        off = [s for s in range(setup.lake.n_states) if s not in route]
+        mass = train_method(setup, "ift").explored
+        if lam == 0.0:
+            assert (mass[:, off] == 0).all()
+        else:
+            # the greedy prediction from an untrained policy lands off the route
+            assert (mass[:, off].sum(1) > 0).all()
+            np.testing.assert_allclose(mass.sum(1), 20 * cfg.batch_size * 8)  # mass conserved
+
+
+def test_online_negatives_never_equal_a_chosen_trajectory(quick_setup):
+    import torch
+
+    from lakelab.policy import state_log_probs
+
+    idx = list(range(len(quick_setup.seeds)))
+    probs = state_log_probs(quick_setup.theta_star).exp().numpy()  # close to pi*: hard case
+    rngs = [np.random.default_rng(s) for s in quick_setup.seeds]
+    trajs, fallbacks = _online_negatives(quick_setup, idx, probs, rngs)
+    for i, batch in zip(idx, trajs, strict=True):
+        banned = {t.key() for t in quick_setup.chosen[i]}
+        assert len(batch) == quick_setup.config.batch_size
+        assert not any(t.key() in banned for t in batch)
+    assert fallbacks.shape == (len(idx),)
+    assert torch.is_tensor(quick_setup.theta0["W1"])
+
+
+def test_same_config_and_seed_give_identical_rows():
+    a = train_method(build_setup(TINY), "dpo").rows
+    b = train_method(build_setup(TINY), "dpo").rows
+    assert a == b
+
+
+@pytest.mark.parametrize("method", ["ift", "dpo"])
+def test_batched_seeds_equal_looped_seeds(method):
+    setup = build_setup(TINY.replace(seeds=3))
+    batched = train_method(setup, method)
+    for n in range(3):
+        alone = train_method(setup, method, seed_index=[n])
+        for row_b, row_a in zip(batched.rows[n], alone.rows[0], strict=True):
+            assert row_b.keys() == row_a.keys()
+            for k in row_b:
+                assert row_b[k] == pytest.approx(row_a[k], rel=1e-9, abs=1e-12, nan_ok=True)
+        np.testing.assert_allclose(batched.explored[n], alone.explored[0])
+
+
+def test_divergence_names_method_seed_and_step():
+    setup = build_setup(TINY.replace(lr=1e308))
+    with pytest.raises(Diverged, match=r"dpo diverged at step \d+ \(seed \d"):
+        train_method(setup, "dpo")
+
+
+def test_two_paths_routes():
+    setup_routes = routes(build_setup(TINY).lake)
+    assert [len(r) for r in setup_routes] == [8, 12]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lake": "SXG"}, "unknown lake preset"),
+        ({"gamma": 1.0}, r"gamma must be in \[0, 1\)"),
+        ({"tau": 0.0}, r"tau must be in \(0, inf\)"),
+        ({"tau": 0.2, "gamma": 0.9}, "tau \\* log 4 / \\(1 - gamma\\)"),
+        ({"steps": -1}, "steps must be a non-negative integer"),
+        ({"seeds": 0}, "seeds must be a positive integer"),
+        ({"lr": 0.0}, r"lr must be in \(0, inf\)"),
+        ({"chosen": "all"}, r"chosen must be one of \['demos', 'single'\]"),
+        ({"negatives": "both"}, "negatives must be one of"),
+        ({"methods": ("sft", "ppo")}, "ppo"),
+        ({"methods": ()}, "methods must be a non-empty list"),
+        ({"hparams": {"dpo": {"beta": -1.0}}}, "beta"),
+        ({"hparams": {"kto": {}}}, "not among methods"),
+        ({"activation": "gelu"}, "activation must be one of"),
+    ],
+)
+def test_bad_configs_raise(changes, message):
+    with pytest.raises(ValueError, match=message):
+        LakeConfig().replace(**changes)
+
+
+def test_config_from_dict_rejects_unknown_fields_and_round_trips():
+    with pytest.raises(ValueError, match=r"unknown config fields \['stepz'\]"):
+        config_from_dict({"stepz": 3})
+    cfg = PRESETS["quick"]
+    assert config_from_dict(cfg.to_dict()) == cfg
