@@ -6,16 +6,7 @@ import pytest
 import torch
 
 from lakelab.residual import predicted_inputs, temporal_residual
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol=None, atol=None) -> None:
-    """Like torch.testing.assert_close (same default tolerances), without its ~1 s first-call
-    import cost."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype, (actual, expected)
-    single = actual.dtype == torch.float32
-    rtol = (1.3e-6 if single else 1e-7) if rtol is None else rtol
-    atol = (1e-5 if single else 1e-7) if atol is None else atol
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
+from tests.helpers import assert_close
 
 
 def batch(seed: int = 0, B: int = 2, T: int = 5, d: int = 3):

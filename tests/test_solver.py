@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from benchmarks.bench_solver import loop_value_iteration
 from lakelab.lakes import make_lake, random_lake
 from lakelab.solver import (
     TabularMDP,
@@ -196,23 +197,8 @@ def test_finite_horizon_bounds():
     assert success_probability(lake, sol.policy, horizon=100) == pytest.approx(stationary)
 
 
-# -- an independent implementation: loops over Gymnasium's own P -----------------------------
-
-
-def _naive_value_iteration(env_P, n_states, gamma, sweeps):
-    V = [0.0] * n_states
-    for _ in range(sweeps):
-        new = []
-        for s in range(n_states):
-            best = -math.inf
-            for a in range(4):
-                q = 0.0
-                for prob, s_next, reward, terminated in env_P[s][a]:
-                    q += prob * (reward + (0.0 if terminated else gamma * V[s_next]))
-                best = max(best, q)
-            new.append(best)
-        V = new
-    return np.array(V)
+# -- an independent implementation: the textbook loop over Gymnasium's own P (the same one
+#    benchmarks/bench_solver.py times) -------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -226,7 +212,7 @@ def test_matches_naive_loop_on_random_lakes(seed):
         success_rate=float(rng.uniform(0.3, 1.0)),
     )
     gamma = 0.95
-    naive = _naive_value_iteration(lake.make_env().unwrapped.P, lake.n_states, gamma, 600)
+    naive = loop_value_iteration(lake.make_env().unwrapped.P, lake.n_states, gamma, 600)
     ours = value_iteration(lake, gamma=gamma, tol=1e-13).V
     # Gymnasium's terminal states self-loop with reward 0, ours are fixed at 0: same thing
     np.testing.assert_allclose(ours, naive, atol=1e-10)
