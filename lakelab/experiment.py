@@ -104,7 +104,13 @@ def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
         else:
             pool = _successful(lake, optimum.policy, config.n_demos, seed, config.max_len)
         chosen.append(pool)
-        if config.offline_source == "suboptimal" and second is not None:
+        # a rejected route must never be a chosen one: should pi*'s demos of this seed contain
+        # the sub-optimal route, its offline pool is sampled from pi_theta_0 instead
+        if (
+            config.offline_source == "suboptimal"
+            and second is not None
+            and second.key() not in {t.key() for t in pool}
+        ):
             offline.append([second])
         else:
             rng = np.random.default_rng([seed, OFFLINE])
@@ -145,12 +151,20 @@ def _excluding(lake, policy, pool, n, rng, max_len) -> list[Trajectory]:
 
 
 def _most_likely_route(lake, policy, max_len) -> Trajectory:
+    """Greedy actions of ``policy`` with intended (non-slipping) moves, until a terminal
+    state; an error unless that reaches a goal."""
+    intended = make_lake(lake.desc)  # same map, deterministic moves
     s, states, actions = lake.start, [], []
     while not lake.terminal[s] and len(actions) < max_len:
         a = int(policy[s].argmax())
         states.append(s)
         actions.append(a)
-        s = int(lake.P[s, a].argmax())
+        s = int(intended.P[s, a].argmax())
+    if not lake.goal[s]:
+        raise ValueError(
+            "the greedy route of pi* does not reach the goal with intended moves; "
+            "use a lake with enumerable routes"
+        )
     return Trajectory(tuple(states), tuple(actions), s)
 
 
@@ -163,7 +177,7 @@ class MethodResult:
 
     rows: list[list[dict[str, float]]]  # [N][log points] of {metric: value}
     explored: np.ndarray  # [N, S] cumulative input mass
-    state_error: np.ndarray  # [N, S] first-layer column error to theta*
+    state_error: np.ndarray  # [N, S] error of each state's first-layer weights W1[s, :]
     final_policy: np.ndarray  # [N, S, A]
 
 
@@ -370,6 +384,9 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
         visit = state_visitation(lake, pi, gamma=cfg.gamma, normalize=True)
         w = visit[live] / visit[live].sum()
         mass = explored[n].numpy()
+        # the agent's own preference, measured like the explored mass: states it acts in
+        # (live), undiscounted, episodes cut at max_len
+        own = state_visitation(lake, pi, horizon=cfg.max_len) * live
         row = {
             "param_mse": float(mse[n]),
             "kl_uniform": float(kl[n, live].mean()),
@@ -383,7 +400,7 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
                 else _route_logp(logp[n], setup.suboptimal_route)
             ),
         }
-        row.update(explored_summary(mass, visit, cfg.explored_share))
+        row.update(explored_summary(mass, own / own.sum(), cfg.explored_share))
         out.append(row)
     return out
 

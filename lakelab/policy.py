@@ -7,8 +7,8 @@ are ours (``hidden`` in the experiment config). Parameters of N independent seed
 on a leading dimension and every forward pass is one batched matmul, so ten seeds cost about
 what one does. Shapes: W1 [N, S, H], b1 [N, H], W2 [N, H, A], b2 [N, A].
 
-With one-hot inputs, column ``W1[:, s]`` is state s's embedding and receives gradient only
-when state s is an input: which states a method trains on decides which columns move. That is
+With one-hot inputs, row ``W1[n, s, :]`` is state s's embedding and receives gradient only
+when state s is an input: which states a method trains on decides which rows move. That is
 the mechanism behind the IFT paper's pairing of "explored grids" with parameter distance.
 """
 
@@ -79,7 +79,7 @@ def param_mse(params: Params, target: Params) -> torch.Tensor:
 
 
 def state_param_error(params: Params, target: Params) -> torch.Tensor:
-    """Mean squared error of each state's first-layer column W1[:, s]: [N, S]."""
+    """Mean squared error of each state's first-layer weights W1[n, s, :]: [N, S]."""
     return ((params["W1"] - target["W1"]) ** 2).mean(-1)
 
 
