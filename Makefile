@@ -27,6 +27,9 @@ lint: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest
 
+app: $(VENV)/.installed
+	$(VENV)/bin/streamlit run app.py
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_solver.py
 
