@@ -1,6 +1,8 @@
 """The ``lakelab`` command line.
 
     lakelab solve [--lake 4x4] [--slippery] [--gamma 1.0] [--tau T] [--out DIR]
+    lakelab lake [--preset paper|quick] [--config FILE.json] [--methods M ...] [--seeds N]
+                 [--steps N] [--chosen demos|single] [--negatives offline|online] [--out DIR]
 
 Every sub-command validates its arguments through the same functions the library uses, so a
 bad map or value exits with lakelab's ``ValueError`` message and status 2, not a traceback.
@@ -42,6 +44,45 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    from lakelab.config import config_from_dict, load_config, preset
+    from lakelab.runs import run_lake
+
+    config = preset(args.preset)
+    if args.config:
+        config = load_config(args.config, base=config)
+    changes = {
+        k: v
+        for k, v in (
+            ("methods", tuple(args.methods) if args.methods else None),
+            ("seeds", args.seeds),
+            ("steps", args.steps),
+            ("chosen", args.chosen),
+            ("negatives", args.negatives),
+        )
+        if v is not None
+    }
+    config = config_from_dict(changes, base=config)
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="step", desc="fine-tuning", disable=args.quiet))
+        bars[0].n = done
+        bars[0].refresh()
+
+    paths = run_lake(config, args.out, progress=progress)
+    for bar in bars:
+        bar.close()
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakelab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument("--out", default="results", help="directory for the picture")
     solve.set_defaults(func=_solve)
+
+    lake = sub.add_parser("lake", help="the IFT paper's Frozen Lake experiment (section 5.3)")
+    lake.add_argument("--preset", default="paper", help="paper (default) or quick")
+    lake.add_argument("--config", help="JSON file of LakeConfig fields (over the preset)")
+    lake.add_argument("--methods", nargs="+", help="objectives to run (default: all)")
+    lake.add_argument("--seeds", type=int, help="number of seeds")
+    lake.add_argument("--steps", type=int, help="fine-tuning steps")
+    lake.add_argument("--chosen", help="demos or single")
+    lake.add_argument("--negatives", help="offline or online")
+    lake.add_argument("--out", default="results/lake", help="run directory (resumable)")
+    lake.add_argument("--quiet", action="store_true", help="no progress bar")
+    lake.set_defaults(func=_lake)
     return parser
 
 

@@ -1,0 +1,63 @@
+"""The experiment figure: parameter MSE and function-space curves, explored grids per method."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lakelab.config import LakeConfig
+from lakelab.lakes import make_lake
+from lakelab.plotting import draw_grid_mass
+
+CURVES = (
+    ("param_mse", "parameter MSE to theta* (paper)"),
+    ("kl_visitation", "KL(pi* || pi), own visitation"),
+    ("success", "success probability"),
+    ("logp_optimal", "log pi(optimal route)"),
+    ("logp_suboptimal", "log pi(sub-optimal route)"),
+)
+
+
+def experiment_figure(
+    config: LakeConfig, metrics: pd.DataFrame, explored: dict[str, np.ndarray]
+) -> Figure:
+    """Top: each metric's mean over seeds with a 95% band per method. Bottom: each method's
+    explored grid (share of the input mass it trained on, averaged over seeds)."""
+    from lakelab.runs import ci95
+
+    lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
+    methods = list(config.methods)
+    ncol = max(len(CURVES), len(methods))
+    fig, axes = plt.subplots(2, ncol, figsize=(3.1 * ncol, 6.4), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for j, (key, title) in enumerate(CURVES):
+        ax = axes[0, j]
+        for c, method in enumerate(methods):
+            df = metrics[metrics["method"] == method]
+            steps = sorted(df["step"].unique())
+            stats = [ci95(df[df["step"] == s][key].to_numpy()) for s in steps]
+            mean = np.array([m for m, _ in stats])
+            half = np.array([h for _, h in stats])
+            ax.plot(steps, mean, label=method, color=colors(c))
+            ax.fill_between(steps, mean - half, mean + half, color=colors(c), alpha=0.2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+    for j in range(len(CURVES), ncol):
+        axes[0, j].axis("off")
+    axes[0, 0].legend(fontsize=7)
+    vmax = max(float(v.max()) for v in explored.values()) or None
+    for j, method in enumerate(methods):
+        draw_grid_mass(
+            lake, explored[method], ax=axes[1, j], title=f"{method}: explored", vmax=vmax
+        )
+    for j in range(len(methods), ncol):
+        axes[1, j].axis("off")
+    fig.suptitle(
+        f"Frozen Lake ({config.lake}), {config.seeds} seeds, chosen={config.chosen}, "
+        f"negatives={config.negatives}: mean and 95% interval",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,130 @@
+"""Run directories: CLI end to end, atomic resumable cells, reports, bad input."""
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from lakelab import runs
+from lakelab.cli import main
+from lakelab.config import PRESETS
+from lakelab.runs import ci95, run_lake
+
+# a loose theta* fit keeps these tests about the run directory, not the optimisation
+FAST = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
+SMALL = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST)
+
+
+def test_ci95_matches_a_hand_computed_t_interval():
+    mean, half = ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.303 * 1.0 / 3**0.5)  # t(0.975, 2 df) * sd / sqrt(n)
+    assert ci95([5.0]) == (5.0, 0.0)
+
+
+def test_cli_writes_the_run_directory(tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(FAST))
+    out = tmp_path / "run"
+    argv = [
+        "lake",
+        "--preset",
+        "quick",
+        "--config",
+        str(cfg),
+        "--seeds",
+        "2",
+        "--methods",
+        "sft",
+        "dpo",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    for name in ("config.json", "metrics.csv", "summary.csv", "figure.png"):
+        assert (out / name).stat().st_size > 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["method"]) == {"sft", "dpo"}
+    assert len(metrics) == 2 * 2 * 3  # methods x seeds x logged steps (0, 10, 20)
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["sft", "dpo"]
+    assert (summary["seeds"] == 2).all()
+    final_sft = metrics[(metrics["method"] == "sft") & (metrics["step"] == 20)]["param_mse"]
+    assert summary.loc[0, "param_mse_mean"] == pytest.approx(final_sft.mean())
+
+
+def test_same_config_same_metrics_csv(tmp_path):
+    run_lake(SMALL, tmp_path / "a")
+    run_lake(SMALL, tmp_path / "b")
+    assert (tmp_path / "a" / "metrics.csv").read_bytes() == (
+        tmp_path / "b" / "metrics.csv"
+    ).read_bytes()
+
+
+def test_resume_skips_finished_cells_and_redoes_broken_ones(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_lake(SMALL, out)
+    before = (out / "metrics.csv").read_bytes()
+    trained = []
+    real_train = runs.train_method
+
+    def spy(setup, method, *, seed_index=None, progress=None):
+        trained.append((method, tuple(seed_index)))
+        return real_train(setup, method, seed_index=seed_index, progress=progress)
+
+    monkeypatch.setattr(runs, "train_method", spy)
+    run_lake(SMALL, out)  # everything finished: nothing trains
+    assert trained == []
+    assert (out / "metrics.csv").read_bytes() == before
+    # a truncated cell and a cell from another protocol are not taken as finished
+    cell = runs.cell_path(out, "dpo", 1)
+    cell.write_text(cell.read_text()[:100])
+    other = runs.cell_path(out, "sft", 0)
+    data = json.loads(other.read_text())
+    data["protocol"] = "something else"
+    other.write_text(json.dumps(data))
+    run_lake(SMALL, out)
+    assert sorted(trained) == [("dpo", (1,)), ("sft", (0,))]
+    # recomputed, same numbers (a seed trained alone equals its batched run up to rounding)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "metrics.csv"), pd.read_csv(io.BytesIO(before)), rtol=1e-9
+    )
+
+
+def test_more_seeds_resume_only_the_new_ones(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_lake(SMALL, out)
+    trained = []
+    real_train = runs.train_method
+    monkeypatch.setattr(
+        runs,
+        "train_method",
+        lambda s, m, seed_index=None, progress=None: (
+            trained.append((m, tuple(seed_index))) or real_train(s, m, seed_index=seed_index)
+        ),
+    )
+    run_lake(SMALL.replace(seeds=3), out)
+    assert sorted(trained) == [("dpo", (2,)), ("sft", (2,))]
+    assert len(pd.read_csv(out / "metrics.csv")) == 2 * 3 * 3
+
+
+def test_another_protocol_in_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    run_lake(SMALL, out)
+    before = (out / "metrics.csv").read_bytes()
+    with pytest.raises(ValueError, match="different protocol"):
+        run_lake(SMALL.replace(lr=0.05), out)
+    assert (out / "metrics.csv").read_bytes() == before  # nothing lost
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["lake", "--negatives", "both", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "negatives must be one of ['offline', 'online']" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["lake", "--config", str(bad), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert main(["lake", "--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
