@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import streamlit as st
 
-from lakelab.lakes import PRESETS, make_lake
+from lakelab.lakes import PRESETS, Lake, make_lake
 from lakelab.plotting import draw_lake
 from lakelab.solver import (
     soft_value_iteration,
@@ -19,9 +19,14 @@ from lakelab.solver import (
 )
 
 
+@st.cache_resource(show_spinner=False)
+def load_lake(desc: tuple[str, ...], slippery: bool, success_rate: float) -> Lake:
+    return make_lake(list(desc), slippery=slippery, success_rate=success_rate)
+
+
 @st.cache_data(show_spinner=False)
 def solve(desc: tuple[str, ...], slippery: bool, success_rate: float, gamma: float, tau: float):
-    lake = make_lake(list(desc), slippery=slippery, success_rate=success_rate)
+    lake = load_lake(desc, slippery, success_rate)
     if tau > 0:
         sol = soft_value_iteration(lake, tau=tau, gamma=min(gamma, 0.999))
     else:
@@ -61,7 +66,7 @@ except ValueError as err:
     st.error(f"lakelab says: {err}")
     st.stop()
 
-lake = make_lake(list(rows), slippery=slippery, success_rate=success_rate)
+lake = load_lake(tuple(rows), slippery, success_rate)
 left, right = st.columns([2, 1])
 with right:
     st.metric("V*(start)", f"{V[lake.start]:.4f}")

@@ -310,7 +310,7 @@ def _policy_logps(setup, method, hp, params, theta0, chosen, rejected, P):
     """
     cfg, S = setup.config, setup.lake.n_states
     act = cfg.activation
-    x = chosen.inputs(S)  # (N, B, T, S)
+    x_true = x = chosen.inputs(S)  # (N, B, T, S)
     if method == "ift":
         with torch.no_grad():
             probs = torch.softmax(mlp.forward(params, x, act), -1)  # (N, B, T, A)
@@ -333,7 +333,7 @@ def _policy_logps(setup, method, hp, params, theta0, chosen, rejected, P):
         logp_r = mlp.token_log_probs(params, xr, rejected.actions, act)
         if get_objective(method).needs_reference:
             with torch.no_grad():
-                ref_c = mlp.token_log_probs(theta0, chosen.inputs(S), chosen.actions, act)
+                ref_c = mlp.token_log_probs(theta0, x_true, chosen.actions, act)
                 ref_r = mlp.token_log_probs(theta0, xr, rejected.actions, act)
     mask_r = None if rejected is None else rejected.mask
     return SequenceLogps(logp_c, chosen.mask, logp_r, mask_r, ref_c, ref_r), used
