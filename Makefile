@@ -1,5 +1,5 @@
 # lakelab: two commands do everything on a fresh machine.
-#   make run    reproduce the main figure (creates .venv on first use)
+#   make run    reproduce the Frozen Lake figure: results/lake/figure.png (creates .venv)
 #   make test   lint + the whole test suite (creates .venv on first use)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/lakelab solve --lake 4x4 --slippery --out $(OUT)
+	$(VENV)/bin/lakelab lake --preset paper --out $(OUT)/lake
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -32,6 +32,7 @@ app: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_solver.py
+	$(PY) benchmarks/bench_lake.py
 
 clean:
 	rm -rf $(VENV) $(OUT)

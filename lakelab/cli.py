@@ -3,6 +3,7 @@
     lakelab solve [--lake 4x4] [--slippery] [--gamma 1.0] [--tau T] [--out DIR]
     lakelab lake [--preset paper|quick] [--config FILE.json] [--methods M ...] [--seeds N]
                  [--steps N] [--chosen demos|single] [--negatives offline|online] [--out DIR]
+                 [--workers N]
 
 Every sub-command validates its arguments through the same functions the library uses, so a
 bad map or value exits with lakelab's ``ValueError`` message and status 2, not a traceback.
@@ -11,6 +12,7 @@ bad map or value exits with lakelab's ``ValueError`` message and status 2, not a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +78,7 @@ def _lake(args: argparse.Namespace) -> int:
         bars[0].n = done
         bars[0].refresh()
 
-    paths = run_lake(config, args.out, progress=progress)
+    paths = run_lake(config, args.out, progress=progress, workers=args.workers)
     for bar in bars:
         bar.close()
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -118,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     lake.add_argument("--chosen", help="demos or single")
     lake.add_argument("--negatives", help="offline or online")
     lake.add_argument("--out", default="results/lake", help="run directory (resumable)")
+    lake.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="methods trained at once, one process each (default: the machine's cores); "
+        "the numbers do not depend on it",
+    )
     lake.add_argument("--quiet", action="store_true", help="no progress bar")
     lake.set_defaults(func=_lake)
     return parser

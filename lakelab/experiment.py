@@ -20,8 +20,11 @@ loss, so each seed gets exactly its own gradient (and Adam is elementwise).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ import torch
 from lakelab import policy as mlp
 from lakelab.config import LakeConfig
 from lakelab.lakes import Lake, make_lake
+from lakelab.optim import Adam
 from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.residual import temporal_residual
 from lakelab.solver import (
@@ -40,6 +44,7 @@ from lakelab.solver import (
 )
 from lakelab.trajectories import (
     Batch,
+    Episodes,
     Trajectory,
     optimal_and_suboptimal_routes,
     sample,
@@ -48,9 +53,9 @@ from lakelab.trajectories import (
 )
 
 # Streams of the per-seed random generators: np.random.default_rng([seed, STREAM]).
-DEMOS, OFFLINE, CHOSEN_BATCHES, REJECTED_BATCHES = 1, 2, 3, 4
+DEMOS, OFFLINE, CHOSEN_BATCHES, REJECTED_BATCHES, ONLINE_NEGATIVES = 1, 2, 3, 4, 5
 MAX_RESAMPLE_ROUNDS = 8  # demos and offline samples, drawn once per run
-ONLINE_ROUNDS = 3  # online negatives, drawn every step
+ONLINE_DRAWS = 2  # online negatives: episodes drawn per step, per seed, per batch slot
 
 
 @dataclass
@@ -64,13 +69,40 @@ class Setup:
     theta0: mlp.Params
     theta_star: mlp.Params
     optimum_kl: torch.Tensor  # [N]
-    chosen: list[list[Trajectory]]  # per seed: the chosen pool
-    offline: list[list[Trajectory]]  # per seed: the offline rejected pool
+    chosen: list[Episodes]  # per seed: the chosen pool
+    offline: list[Episodes]  # per seed: the offline rejected pool
     optimal_route: Trajectory
     suboptimal_route: Trajectory | None
 
+    @cached_property
+    def chosen_hashes(self) -> list[np.ndarray]:
+        """Per seed, the hashes of its chosen trajectories (a rejected one must differ)."""
+        return [np.unique(pool.hashes()) for pool in self.chosen]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the setting.
+
+    The experiment's tensors are tiny (10 seeds x a few hundred tokens): splitting an op over
+    threads costs more than it saves, and on a shared 2-core machine waiting for the second
+    thread made steps about 4x slower (measured). One thread also makes the numbers
+    independent of the machine's core count.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
+    with one_thread():
+        return _build_setup(config, seeds)
+
+
+def _build_setup(config: LakeConfig, seeds: list[int] | None) -> Setup:
     seeds = config.seed_list if seeds is None else list(seeds)
     lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
     optimum = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma)
@@ -100,18 +132,19 @@ def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
     chosen, offline = [], []
     for n, seed in enumerate(seeds):
         if config.chosen == "single":
-            pool = [best]
+            pool = Episodes.from_trajectories([best])
         else:
             pool = _successful(lake, optimum.policy, config.n_demos, seed, config.max_len)
         chosen.append(pool)
         # a rejected route must never be a chosen one: should pi*'s demos of this seed contain
         # the sub-optimal route, its offline pool is sampled from pi_theta_0 instead
+        second_eps = None if second is None else Episodes.from_trajectories([second])
         if (
             config.offline_source == "suboptimal"
-            and second is not None
-            and second.key() not in {t.key() for t in pool}
+            and second_eps is not None
+            and second_eps.hashes()[0] not in pool.hashes()
         ):
-            offline.append([second])
+            offline.append(second_eps)
         else:
             rng = np.random.default_rng([seed, OFFLINE])
             offline.append(_excluding(lake, p0[n], pool, config.batch_size, rng, config.max_len))
@@ -120,34 +153,37 @@ def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
     )
 
 
-def _successful(lake, policy, n, seed, max_len) -> list[Trajectory]:
+def _successful(lake, policy, n, seed, max_len) -> Episodes:
     """``n`` episodes of ``policy`` that reach the goal (sampled in rounds, bounded)."""
     rng = np.random.default_rng([seed, DEMOS])
-    found: list[Trajectory] = []
+    found: list[Episodes] = []
     for _ in range(MAX_RESAMPLE_ROUNDS):
-        found += [
-            t for t in sample(lake, policy, 2 * n, rng, max_len=max_len) if lake.goal[t.final]
-        ]
-        if len(found) >= n:
-            return found[:n]
+        eps = sample(lake, policy, 2 * n, rng, max_len=max_len)
+        found.append(eps.take(np.flatnonzero(lake.goal[eps.final])))
+        if sum(map(len, found)) >= n:
+            return Episodes.concat(found).take(np.arange(n))
     raise ValueError(
         f"pi* reaches the goal too rarely to collect {n} demos; lower tau or raise max_len"
     )
 
 
-def _excluding(lake, policy, pool, n, rng, max_len) -> list[Trajectory]:
+def _excluding(lake, policy, pool: Episodes, n, rng, max_len) -> Episodes:
     """``n`` episodes of ``policy`` none of which equals a trajectory of ``pool``."""
-    banned = {t.key() for t in pool}
-    found: list[Trajectory] = []
+    banned = pool.hashes()
+    found: list[Episodes] = []
     for _ in range(MAX_RESAMPLE_ROUNDS):
-        found += [
-            t for t in sample(lake, policy, 2 * n, rng, max_len=max_len) if t.key() not in banned
-        ]
-        if len(found) >= n:
-            return found[:n]
-    if not found:
+        found.append(_without(sample(lake, policy, 2 * n, rng, max_len=max_len), banned))
+        if sum(map(len, found)) >= n:
+            return Episodes.concat(found).take(np.arange(n))
+    got = Episodes.concat(found)
+    if not len(got):
         raise ValueError("could not sample any trajectory differing from the chosen ones")
-    return found + [found[i % len(found)] for i in range(n - len(found))]
+    return got.take(np.arange(n) % len(got))
+
+
+def _without(eps: Episodes, banned: np.ndarray) -> Episodes:
+    """The episodes of ``eps`` whose hash is not in ``banned``, in order."""
+    return eps.take(np.flatnonzero(~np.isin(eps.hashes(), banned)))
 
 
 def _most_likely_route(lake, policy, max_len) -> Trajectory:
@@ -194,6 +230,11 @@ def train_method(
 ) -> MethodResult:
     """Fine-tune theta_0 with ``method`` for the given seeds (indices into ``setup.seeds``),
     all seeds in one batched computation."""
+    with one_thread():
+        return _train(setup, method, seed_index, progress)
+
+
+def _train(setup, method, seed_index, progress) -> MethodResult:
     cfg, lake = setup.config, setup.lake
     idx = list(range(len(setup.seeds))) if seed_index is None else list(seed_index)
     seeds = [setup.seeds[i] for i in idx]
@@ -202,11 +243,17 @@ def train_method(
     S = lake.n_states
     theta0 = {k: v[idx] for k, v in setup.theta0.items()}
     target = {k: v[idx] for k, v in setup.theta_star.items()}
+    with torch.no_grad():
+        ref_table = mlp.state_log_probs(theta0, cfg.activation)  # (N, S, A), frozen
     params = mlp.clone(theta0, requires_grad=True)
-    opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+    opt = Adam(params, lr=cfg.lr)
     P = torch.tensor(lake.P)
-    chosen_rng = [np.random.default_rng([s, CHOSEN_BATCHES]) for s in seeds]
-    rejected_rng = [np.random.default_rng([s, REJECTED_BATCHES]) for s in seeds]
+    # batches: per seed and step, B rows drawn uniformly (with replacement) from its pool
+    chosen_pool = to_batch([setup.chosen[i] for i in idx])  # (N, P, T)
+    chosen_rows = _batch_rows(setup.chosen, idx, seeds, CHOSEN_BATCHES, cfg)  # (steps, N, B)
+    offline_pool = to_batch([setup.offline[i] for i in idx])
+    offline_rows = _batch_rows(setup.offline, idx, seeds, REJECTED_BATCHES, cfg)
+    online_rng = [np.random.default_rng([s, ONLINE_NEGATIVES]) for s in seeds]
     explored = torch.zeros(len(idx), S, dtype=torch.float64)
     rows: list[list[dict[str, float]]] = [[] for _ in idx]
     last_metrics: list[dict[str, float]] = [{} for _ in idx]
@@ -220,17 +267,19 @@ def train_method(
                 )
         if step == cfg.steps:
             break
-        chosen = to_batch(
-            [
-                _pick(setup.chosen[i], cfg.batch_size, r)
-                for i, r in zip(idx, chosen_rng, strict=True)
-            ]
-        )
+        # the whole policy as a table: with one-hot inputs every token's log-prob is a lookup
+        table = mlp.state_log_probs(params, cfg.activation)  # (N, S, A)
+        chosen = chosen_pool.select(chosen_rows[step])
         rejected = None
-        if objective.needs_pairs:
-            rejected, fell_back = _rejected_batch(setup, idx, params, rejected_rng)
+        if objective.needs_pairs and cfg.negatives == "offline":
+            rejected = offline_pool.select(offline_rows[step])
+        elif objective.needs_pairs:
+            probs = table.detach().exp().numpy()
+            rejected, fell_back = _online_negatives(setup, idx, probs, online_rng, offline_pool)
             fallbacks += fell_back
-        logps, inputs_used = _policy_logps(setup, method, hp, params, theta0, chosen, rejected, P)
+        logps, inputs_used = _policy_logps(
+            setup, method, hp, params, table, ref_table, chosen, rejected, P
+        )
         explored += inputs_used
         flat = _map_logps(lambda t: t.flatten(0, 1), logps)  # (N * B, T)
         loss, _ = compute_objective(method, flat, hp)
@@ -254,89 +303,140 @@ def train_method(
         )
 
 
-def _pick(pool: list[Trajectory], n: int, rng: np.random.Generator) -> list[Trajectory]:
-    """``n`` trajectories of ``pool``: a random subset if it is larger, else cycled."""
-    if len(pool) > n:
-        return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
-    return [pool[i % len(pool)] for i in range(n)]
-
-
-def _rejected_batch(setup, idx, params, rngs) -> tuple[Batch, np.ndarray]:
-    """The rejected batch [N, B, T] and, per seed, how many slots fell back to the offline
-    pool (always 0 for offline negatives)."""
-    cfg = setup.config
-    if cfg.negatives == "offline":
-        picks = [_pick(setup.offline[i], cfg.batch_size, r) for i, r in zip(idx, rngs, strict=True)]
-        return to_batch(picks), np.zeros(len(idx))
-    with torch.no_grad():
-        probs = mlp.state_log_probs(params, cfg.activation).exp().numpy()
-    trajs, fallbacks = _online_negatives(setup, idx, probs, rngs)
-    return to_batch(trajs), fallbacks
-
-
-def _online_negatives(setup, idx, probs, rngs) -> tuple[list[list[Trajectory]], np.ndarray]:
-    """Per seed, ``batch_size`` episodes of the current policy that equal no chosen
-    trajectory. Sampled for all seeds at once in at most ``ONLINE_ROUNDS`` rounds; once the
-    policy produces (almost) only chosen trajectories, the missing slots are filled from the
-    offline pool, and the metric ``online_fallback`` counts them."""
-    cfg = setup.config
-    B = cfg.batch_size
-    banned = [{t.key() for t in setup.chosen[i]} for i in idx]
-    found: list[list[Trajectory]] = [[] for _ in idx]
-    for _ in range(ONLINE_ROUNDS):
-        need = [n for n in range(len(idx)) if len(found[n]) < B]
-        if not need:
-            break
-        drawn = sample_many(
-            setup.lake, probs[need], 2 * B, [rngs[n] for n in need], max_len=cfg.max_len
+def _batch_rows(pools, idx, seeds, stream, cfg) -> torch.Tensor:
+    """Row indices [steps, N, B] into each seed's pool, from that seed's own generator."""
+    rows = [
+        np.random.default_rng([seed, stream]).integers(
+            len(pools[i]), size=(cfg.steps, cfg.batch_size)
         )
-        for n, trajs in zip(need, drawn, strict=True):
-            found[n] += [t for t in trajs if t.key() not in banned[n]]
-    out, fallbacks = [], np.zeros(len(idx))
-    for n, i in enumerate(idx):
-        got = found[n][:B]
-        pool = setup.offline[i]
-        out.append(got + [pool[k % len(pool)] for k in range(B - len(got))])
-        fallbacks[n] = B - len(got)
-    return out, fallbacks
+        for i, seed in zip(idx, seeds, strict=True)
+    ]
+    return torch.from_numpy(np.stack(rows, 1))
 
 
-def _policy_logps(setup, method, hp, params, theta0, chosen, rejected, P):
+def _online_negatives(setup, idx, probs, rngs, offline: Batch) -> tuple[Batch, np.ndarray]:
+    """The rejected batch [N, B, T]: per seed, ``batch_size`` episodes of the current policy
+    ``probs`` [N, S, A] that equal no chosen trajectory.
+
+    ``ONLINE_DRAWS * batch_size`` episodes are drawn per seed (all seeds in one vectorised
+    simulation) and the first fresh ones kept. Once the policy produces (almost) only chosen
+    trajectories, the missing slots are filled from the seed's ``offline`` pool [N, P, T]
+    (cycled), and the returned counts per seed [N] (the metric ``online_fallback``) say how
+    many.
+    """
+    cfg = setup.config
+    B, D, N = cfg.batch_size, ONLINE_DRAWS * cfg.batch_size, len(idx)
+    drawn = sample_many(setup.lake, probs, D, rngs, max_len=cfg.max_len)  # (N * D) rows
+    # one membership test for all seeds: hashes salted with the seed's index
+    salt = (np.arange(N, dtype=np.uint64) * _SEED_SALT)[:, None]  # (N, 1)
+    mine = (drawn.hashes().reshape(N, D) ^ salt).ravel()  # (N * D)
+    banned = np.concatenate([setup.chosen_hashes[i] ^ salt[n] for n, i in enumerate(idx)])
+    fresh = ~np.isin(mine, banned).reshape(N, D)
+    slot = np.cumsum(fresh, 1) - 1  # (N, D): the batch slot of each fresh episode
+    keep = fresh & (slot < B)  # the first B fresh episodes of each seed
+    count = keep.sum(1)  # (N,)
+    # start from the offline pool (cycled), then put the fresh episodes in their slots
+    sizes = np.array([len(setup.offline[i]) for i in idx])
+    pool_rows = torch.from_numpy((np.arange(B)[None] - count[:, None]) % sizes[:, None])
+    base = offline.select(pool_rows)  # (N, B, T_offline)
+    T = max(base.states.shape[-1], int(drawn.lengths[keep.ravel()].max(initial=0)))
+    states, actions, mask = (_pad_time(t, T) for t in (base.states, base.actions, base.mask))
+    n_of, slot_of = np.nonzero(keep)[0], slot[keep]  # where each kept episode goes
+    fresh_rows = np.flatnonzero(keep.ravel())
+    width = min(T, drawn.states.shape[1])  # kept episodes are no longer than T
+    states[n_of, slot_of, :width] = torch.from_numpy(drawn.states[fresh_rows, :width]).long()
+    actions[n_of, slot_of, :width] = torch.from_numpy(drawn.actions[fresh_rows, :width]).long()
+    steps = np.arange(width) < drawn.lengths[fresh_rows, None]
+    mask[n_of, slot_of] = False
+    mask[n_of, slot_of, :width] = torch.from_numpy(steps)
+    return Batch(states, actions, mask), (B - count).astype(float)
+
+
+def _pad_time(t: torch.Tensor, T: int) -> torch.Tensor:
+    """``t`` [N, B, T0] zero-padded (False for masks) to [N, B, T], as a new tensor."""
+    out = torch.zeros(*t.shape[:2], T, dtype=t.dtype)
+    out[..., : t.shape[-1]] = t
+    return out
+
+
+_SEED_SALT = np.uint64(0x94D049BB133111EB)
+
+
+def _policy_logps(setup, method, hp, params, table, ref_table, chosen, rejected, P):
     """Per-token log-probs [N, B, T] the objective needs, and the input mass [N, S] trained on.
 
-    IFT (eq. 17): pass 1 without grad on the true states predicts the next state
-    (greedy: P(. | s, argmax_a pi); expected: sum_a pi(a | s) P(. | s, a)); pass 2 runs on
-    (1 - lam) one_hot(s_i) + lam * prediction from position i - 1, targets the true actions.
+    ``table``: log pi_theta(a | s) [N, S, A] (with grad), ``ref_table``: the same for the
+    frozen theta_0. With one-hot inputs a token's log-prob is the lookup table[n, s_t, a_t],
+    the same function (and gradient) as a forward pass per token, at the cost of one forward
+    over the S states. IFT's mixed inputs are the exception (``_ift_logps``).
     """
-    cfg, S = setup.config, setup.lake.n_states
-    act = cfg.activation
-    x_true = x = chosen.inputs(S)  # (N, B, T, S)
+    S = setup.lake.n_states
+    seed = torch.arange(table.shape[0])[:, None, None]
     if method == "ift":
-        with torch.no_grad():
-            probs = torch.softmax(mlp.forward(params, x, act), -1)  # (N, B, T, A)
-            if hp["residual"] == "greedy":
-                nxt = P[chosen.states, probs.argmax(-1)]  # (N, B, T, S)
-            else:
-                nxt = torch.einsum("nbta,nbtas->nbts", probs, P[chosen.states])
-        N, B, T, _ = x.shape
-        prompt = torch.zeros(N * B, T, dtype=torch.bool)  # the start state is position 0
-        x = temporal_residual(
-            x.reshape(N * B, T, S), nxt.reshape(N * B, T, S), prompt, lam=hp["lam"]
-        ).reshape(N, B, T, S)
-        x = x * chosen.mask.unsqueeze(-1)  # padding positions carry no input
-    used = x.sum((1, 2)).detach()
-    logp_c = mlp.token_log_probs(params, x, chosen.actions, act)
+        logp_c, used = _ift_logps(setup, hp, params, table, chosen, P)
+    else:
+        used = _state_counts(chosen, S)
+        logp_c = table[seed, chosen.states, chosen.actions]  # (N, B, T)
     logp_r = ref_c = ref_r = None
     if rejected is not None:
-        xr = rejected.inputs(S)
-        used = used + xr.sum((1, 2))
-        logp_r = mlp.token_log_probs(params, xr, rejected.actions, act)
+        used = used + _state_counts(rejected, S)
+        logp_r = table[seed, rejected.states, rejected.actions]
         if get_objective(method).needs_reference:
-            with torch.no_grad():
-                ref_c = mlp.token_log_probs(theta0, x_true, chosen.actions, act)
-                ref_r = mlp.token_log_probs(theta0, xr, rejected.actions, act)
+            ref_c = ref_table[seed, chosen.states, chosen.actions]
+            ref_r = ref_table[seed, rejected.states, rejected.actions]
     mask_r = None if rejected is None else rejected.mask
     return SequenceLogps(logp_c, chosen.mask, logp_r, mask_r, ref_c, ref_r), used
+
+
+def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch.Tensor]:
+    """IFT's per-token log-probs on the lake (eq. 17) and the input mass they trained on.
+
+    Pass 1 (no grad) predicts the next state from each state with the current policy
+    (greedy: P(. | s, argmax_a pi); expected: sum_a pi(a | s) P(. | s, a)). Pass 2 runs the
+    network on (1 - lam) one_hot(s_i) + lam * prediction from s_{i-1}, targets the true
+    actions; position 0 (the start state, the prompt) is not mixed. A token's mixed input
+    depends only on the pair (s_{i-1}, s_i), so pass 2 runs once per distinct pair in the
+    batch (tens) rather than once per token (thousands), and each token looks its pair up.
+    """
+    S, lam = setup.lake.n_states, hp["lam"]
+    N = table.shape[0]
+    seed = torch.arange(N)[:, None, None]
+    with torch.no_grad():
+        probs = table.exp()  # (N, S, A)
+        if hp["residual"] == "greedy":
+            nxt = P[torch.arange(S), probs.argmax(-1)]  # (N, S, S')
+        else:
+            nxt = torch.einsum("nsa,sat->nst", probs, P)  # (N, S, S')
+    pairs, inverse = torch.unique(
+        chosen.states[..., :-1] * S + chosen.states[..., 1:], return_inverse=True
+    )
+    two = torch.stack([pairs // S, pairs % S], -1)  # (U, 2): (s_{i-1}, s_i) as a 2-token sequence
+    U = len(pairs)
+    x = torch.nn.functional.one_hot(two, S).double().expand(N, U, 2, S)  # (N, U, 2, S)
+    mixed = temporal_residual(
+        x.reshape(N * U, 2, S),
+        nxt[:, two].reshape(N * U, 2, S),  # predicted next state from each position
+        torch.zeros(N * U, 2, dtype=torch.bool),
+        lam=lam,
+    )[:, 1].reshape(N, U, S)  # position 1: (1 - lam) one_hot(s_i) + lam * pred(s_{i-1})
+    logp_pairs = torch.log_softmax(mlp.forward(params, mixed, setup.config.activation), -1)
+    first = table[seed, chosen.states[..., :1], chosen.actions[..., :1]]  # (N, B, 1) unmixed
+    rest = logp_pairs[seed, inverse, chosen.actions[..., 1:]]  # (N, B, T - 1)
+    # input mass: the start state once per trajectory, each later token's mixed input
+    tokens = torch.zeros(N, U, dtype=torch.float64)
+    tokens.scatter_add_(1, inverse.flatten(1), chosen.mask[..., 1:].flatten(1).double())
+    start = _state_counts(
+        Batch(chosen.states[..., :1], chosen.actions[..., :1], chosen.mask[..., :1]), S
+    )
+    used = start + torch.einsum("nu,nus->ns", tokens, mixed.detach())
+    return torch.cat([first, rest], -1), used
+
+
+def _state_counts(batch: Batch, n_states: int) -> torch.Tensor:
+    """How often each state is an input of ``batch``: [N, S] (one-hot inputs summed)."""
+    N = batch.states.shape[0]
+    counts = torch.zeros(N, n_states, dtype=torch.float64)
+    return counts.scatter_add_(1, batch.states.flatten(1), batch.mask.flatten(1).double())
 
 
 def _objective_metrics(method, hp, logps: SequenceLogps, n: int) -> dict[str, float]:
@@ -354,6 +454,9 @@ def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:
 
 
 def _check_finite(method, step, seeds, loss, params) -> None:
+    with torch.no_grad():  # fast path: one sum is finite iff every term is
+        if math.isfinite(float(loss + sum(v.sum() for v in params.values()))):
+            return
     bad = torch.zeros(len(seeds), dtype=torch.bool)
     for v in params.values():
         bad |= ~torch.isfinite(v.detach()).flatten(1).all(1)
@@ -377,22 +480,22 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
         mse = mlp.param_mse(params, target).numpy()
         kl = mlp.kl_per_state(torch.tensor(setup.optimum.policy), logp).numpy()  # (N, S)
     logp = logp.numpy()
+    pi = np.exp(logp)
+    pi = pi / pi.sum(-1, keepdims=True)
+    visit = state_visitation(lake, pi, gamma=cfg.gamma)[:, live]  # (N, live)
+    w = visit / visit.sum(-1, keepdims=True)
+    # the agent's own preference, measured like the explored mass: states it acts in (live),
+    # undiscounted, episodes cut at max_len
+    own = state_visitation(lake, pi, horizon=cfg.max_len) * live  # (N, S)
+    own = own / own.sum(-1, keepdims=True)
     out = []
     for n in range(logp.shape[0]):
-        pi = np.exp(logp[n])
-        pi = pi / pi.sum(-1, keepdims=True)
-        visit = state_visitation(lake, pi, gamma=cfg.gamma, normalize=True)
-        w = visit[live] / visit[live].sum()
-        mass = explored[n].numpy()
-        # the agent's own preference, measured like the explored mass: states it acts in
-        # (live), undiscounted, episodes cut at max_len
-        own = state_visitation(lake, pi, horizon=cfg.max_len) * live
         row = {
             "param_mse": float(mse[n]),
             "kl_uniform": float(kl[n, live].mean()),
-            "kl_visitation": float((w * kl[n, live]).sum()),
-            "success": success_probability(lake, pi),
-            "return": float(policy_evaluation(lake, pi, gamma=cfg.gamma)[0][lake.start]),
+            "kl_visitation": float((w[n] * kl[n, live]).sum()),
+            "success": success_probability(lake, pi[n]),
+            "return": float(policy_evaluation(lake, pi[n], gamma=cfg.gamma)[0][lake.start]),
             "logp_optimal": _route_logp(logp[n], setup.optimal_route),
             "logp_suboptimal": (
                 np.nan
@@ -400,7 +503,7 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
                 else _route_logp(logp[n], setup.suboptimal_route)
             ),
         }
-        row.update(explored_summary(mass, own / own.sum(), cfg.explored_share))
+        row.update(explored_summary(explored[n].numpy(), own[n], cfg.explored_share))
         out.append(row)
     return out
 

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
+from lakelab.optim import Adam
+
 Params = dict[str, torch.Tensor]
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -106,14 +108,13 @@ def fit_optimum(
     Returns theta* and the KL reached per seed [N].
     """
     params = clone(theta0, requires_grad=True)
-    opt = torch.optim.Adam(params.values(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    for _ in range(steps):
+    opt = Adam(params, lr=lr)
+    for t in range(steps):
+        opt.lr = lr * 0.5 * (1 + math.cos(math.pi * t / steps))  # cosine decay to 0
         opt.zero_grad()
         kl = kl_per_state(target_probs, state_log_probs(params, activation))[:, live].mean(-1)
         kl.sum().backward()  # sum over seeds: each seed gets exactly its own gradient
         opt.step()
-        sched.step()
     with torch.no_grad():
         kl = kl_per_state(target_probs, state_log_probs(params, activation))[:, live].mean(-1)
     return clone(params), kl

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +117,19 @@ def run_lake(
     out: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Path]:
     """Run (or resume) the experiment into ``out``; returns the paths written.
 
-    ``progress(done_steps, total_steps)`` is called as training advances.
+    ``progress(done_steps, total_steps)`` is called as training advances (per step with one
+    worker, per finished method with several). ``workers`` > 1 trains that many methods at
+    once in separate processes; the numbers are the same either way (each method's
+    computation does not depend on where it runs, see ``experiment.one_thread``). Each
+    method's cells are written as soon as it finishes, so an error or interruption loses
+    only the methods still running.
     """
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
     _check_protocol(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
@@ -128,25 +138,40 @@ def run_lake(
         m: [i for i, s in enumerate(seeds) if load_cell(cell_path(out, m, s), config, m, s) is None]
         for m in config.methods
     }
-    total = config.steps * sum(1 for m in config.methods if missing[m])
-    done = 0
+    todo = [m for m in config.methods if missing[m]]
+    total, done = config.steps * len(todo), 0
     if total and progress:
         progress(0, total)
-    setup = build_setup(config) if any(missing.values()) else None
-    for method in config.methods:
-        if not missing[method]:
-            continue
 
-        def tick(k: int) -> None:
-            nonlocal done
-            done += k
-            if progress:
-                progress(done, total)
-
-        result = train_method(setup, method, seed_index=missing[method], progress=tick)
+    def finished(method: str, result: MethodResult) -> None:
         for n, i in enumerate(missing[method]):
             _write_cell(out, config, method, seeds[i], result, n)
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress(done, total)
+
+    if workers > 1 and len(todo) > 1:
+        # spawn, not fork: forking a process that has used torch's thread pool can deadlock
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(todo)), context, initializer=_warm_up) as pool:
+            setup = build_setup(config)  # while the workers import torch
+            jobs = {pool.submit(train_method, setup, m, seed_index=missing[m]): m for m in todo}
+            for job in as_completed(jobs):
+                finished(jobs[job], job.result())
+                tick(config.steps)
+    elif todo:
+        setup = build_setup(config)
+        for method in todo:
+            finished(method, train_method(setup, method, seed_index=missing[method], progress=tick))
     return write_reports(config, out)
+
+
+def _warm_up() -> None:
+    """Worker start-up: import the heavy modules before the first job arrives."""
+    import lakelab.experiment  # noqa: F401
 
 
 def _check_protocol(out: Path, config: LakeConfig) -> None:

@@ -74,8 +74,9 @@ class TabularMDP:
         return (self.next_probs * V[..., self.next_states]).sum(-1)
 
     def policy_matrix(self, policy: np.ndarray) -> np.ndarray:
-        """State-to-state transition matrix under a stochastic policy: P_pi [S, S]."""
-        return np.einsum("sa,sat->st", policy, self.P)
+        """State-to-state transition matrix under a stochastic policy: P_pi [S, S]
+        (policies [..., S, A] give [..., S, S])."""
+        return np.einsum("...sa,sat->...st", policy, self.P)
 
     @classmethod
     def from_dense(
@@ -119,12 +120,14 @@ def check_gamma(gamma: float, *, allow_one: bool = True) -> float:
     return float(gamma)
 
 
-def check_policy(mdp: TabularMDP, policy: np.ndarray) -> np.ndarray:
+def check_policy(mdp: TabularMDP, policy: np.ndarray, *, batched: bool = False) -> np.ndarray:
+    """``policy`` as a float array, checked: shape (S, A) (or (..., S, A) if ``batched``),
+    rows probability distributions."""
     policy = np.asarray(policy, dtype=float)
-    if policy.shape != (mdp.n_states, mdp.n_actions):
-        raise ValueError(
-            f"policy must have shape (S, A) = {(mdp.n_states, mdp.n_actions)}, got {policy.shape}"
-        )
+    shape = (mdp.n_states, mdp.n_actions)
+    if policy.shape[-2:] != shape or (policy.ndim != 2 and not batched):
+        lead = "(..., S, A) with " if batched else ""
+        raise ValueError(f"policy must have shape {lead}(S, A) = {shape}, got {policy.shape}")
     if (policy < 0).any() or not np.allclose(policy.sum(-1), 1.0):
         raise ValueError("policy rows must be probability distributions over actions")
     return policy
@@ -331,37 +334,43 @@ def state_visitation(
     terminal state s_T included once. So under a policy that ends episodes: the terminal
     entries sum to 1 (for gamma = 1), the goal entries sum to the success probability, and
     the non-terminal entries sum to the expected episode length. ``normalize=True`` divides by
-    the total, giving the agent's own state distribution.
+    the total, giving the agent's own state distribution. Several policies [..., S, A] at
+    once give [..., S].
     """
     gamma = check_gamma(gamma)
-    policy = check_policy(mdp, policy)
-    P_pi = mdp.policy_matrix(policy)
+    policy = check_policy(mdp, policy, batched=True)
+    P_pi = mdp.policy_matrix(policy)  # (..., S, S)
     active = ~mdp.terminal
+    start = np.zeros(mdp.n_states)
+    start[mdp.start] = 1.0
     if horizon is not None:
         if not (isinstance(horizon, int | np.integer) and horizon >= 0):
             raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
-        mu = np.zeros(mdp.n_states)
-        mu[mdp.start] = 1.0
-        d = np.zeros(mdp.n_states)
+        mu = np.broadcast_to(start, policy.shape[:-1])  # Pr(s_t = s), (..., S)
+        d = np.zeros(policy.shape[:-1])
         for t in range(horizon + 1):
             d += gamma**t * mu
-            mu = np.where(active, mu, 0.0) @ P_pi  # terminal mass is counted once, then dropped
+            # terminal mass is counted once, then dropped
+            mu = np.einsum("...s,...st->...t", mu * active, P_pi)
     else:
         idx = np.flatnonzero(active)
         if gamma == 1.0:
-            looping = active & ~_ending_states(mdp, P_pi)
-            if looping.any() and _reaches(P_pi, mdp.start, looping):
-                raise ValueError(
-                    "with gamma = 1 and no horizon the visits are infinite: from the start the "
-                    "policy can reach states it never leaves; use gamma < 1 or a horizon"
-                )
-        M = P_pi[np.ix_(idx, idx)]
-        e = (idx == mdp.start).astype(float)
-        d_active = np.linalg.solve((np.eye(len(idx)) - gamma * M).T, e)
-        d = np.zeros(mdp.n_states)
-        d[idx] = d_active
-        d += gamma * np.where(mdp.terminal, d_active @ P_pi[idx], 0.0)
-    return d / d.sum() if normalize else d
+            for one in P_pi.reshape(-1, *P_pi.shape[-2:]):
+                looping = active & ~_ending_states(mdp, one)
+                if looping.any() and _reaches(one, mdp.start, looping):
+                    raise ValueError(
+                        "with gamma = 1 and no horizon the visits are infinite: from the start "
+                        "the policy can reach states it never leaves; use gamma < 1 or a horizon"
+                    )
+        M = P_pi[..., idx[:, None], idx]  # (..., L, L), live to live
+        lhs = np.swapaxes(np.eye(len(idx)) - gamma * M, -1, -2)
+        rhs = np.broadcast_to(start[idx], lhs.shape[:-1])[..., None]
+        d_active = np.linalg.solve(lhs, rhs)[..., 0]  # d = e + gamma M^T d on live states
+        d = np.zeros(policy.shape[:-1])
+        d[..., idx] = d_active
+        entering = np.einsum("...l,...ls->...s", d_active, P_pi[..., idx, :])
+        d += gamma * np.where(mdp.terminal, entering, 0.0)
+    return d / d.sum(-1, keepdims=True) if normalize else d
 
 
 def _reaches(P_pi: np.ndarray, start: int, targets: np.ndarray) -> bool:

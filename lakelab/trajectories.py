@@ -8,7 +8,6 @@ response of T tokens with per-token log-probs log pi(a_t | s_t).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 import torch
@@ -74,6 +73,84 @@ def optimal_and_suboptimal_routes(lake: Lake) -> tuple[Trajectory, Trajectory]:
     return best, longer[0]
 
 
+UNIFORM_BLOCK = 16
+"""Moves' worth of uniforms a generator draws at a time while sampling (see sample_many)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Episodes:
+    """M trajectories as arrays, the form training works with (no Python object per step).
+
+    ``states``, ``actions``: int32 [M, T] (lakes have at most 4096 states), row i valid for
+    its first ``lengths[i]`` positions (zeros after); ``final`` [M]: the state each last
+    action led to. Iterating yields :class:`Trajectory` objects, for reading and for tests.
+    """
+
+    states: np.ndarray
+    actions: np.ndarray
+    lengths: np.ndarray
+    final: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        for s, a, k, f in zip(self.states, self.actions, self.lengths, self.final, strict=True):
+            yield Trajectory(tuple(s[:k].tolist()), tuple(a[:k].tolist()), int(f))
+
+    @classmethod
+    def from_trajectories(cls, trajs: list[Trajectory]) -> Episodes:
+        lengths = np.array([len(t) for t in trajs], dtype=np.int64)
+        T = int(lengths.max(initial=0))
+        states = np.zeros((len(trajs), T), dtype=np.int32)
+        actions = np.zeros((len(trajs), T), dtype=np.int32)
+        for i, t in enumerate(trajs):
+            states[i, : len(t)] = t.states
+            actions[i, : len(t)] = t.actions
+        final = np.array([t.final for t in trajs], dtype=np.int64)
+        return cls(states, actions, lengths, final)
+
+    def take(self, idx: np.ndarray) -> Episodes:
+        """The rows ``idx``, in that order, trimmed to their longest length."""
+        lengths = self.lengths[idx]
+        T = int(lengths.max(initial=0))
+        return Episodes(self.states[idx, :T], self.actions[idx, :T], lengths, self.final[idx])
+
+    @staticmethod
+    def concat(parts: list[Episodes]) -> Episodes:
+        lengths = np.concatenate([p.lengths for p in parts])
+        M, T = len(lengths), int(lengths.max(initial=0))
+        states = np.zeros((M, T), dtype=np.int32)
+        actions = np.zeros((M, T), dtype=np.int32)
+        i = 0
+        for p in parts:
+            w = min(T, p.states.shape[1])
+            states[i : i + len(p), :w] = p.states[:, :w]
+            actions[i : i + len(p), :w] = p.actions[:, :w]
+            i += len(p)
+        return Episodes(states, actions, lengths, np.concatenate([p.final for p in parts]))
+
+    def hashes(self) -> np.ndarray:
+        """A 64-bit hash of each trajectory's states and actions [M] (uint64), vectorised.
+
+        Equal trajectories always get equal hashes (the same token sequence to the policy,
+        whatever state the last move led to), so filtering out the hashes of a set never lets
+        one of its trajectories through; two different trajectories collide with probability
+        about 2^-64, which would only drop one harmless sample.
+        """
+        T = self.states.shape[1]
+        valid = np.arange(T) < self.lengths[:, None]  # (M, T)
+        with np.errstate(over="ignore"):  # arithmetic modulo 2^64 on purpose
+            token = self.states.astype(np.uint64) * _MIX[0] + self.actions.astype(np.uint64)
+            token = (token * _MIX[1] + np.uint64(1)) * valid  # 0 only past the end
+            powers = np.cumprod(np.full(T, _MIX[2], dtype=np.uint64))
+            return (token * powers).sum(1, dtype=np.uint64)
+
+
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
+"""Odd 64-bit multipliers of Episodes.hashes (fractional parts of constants, as in xxHash)."""
+
+
 def sample(
     lake: Lake,
     policy: np.ndarray,
@@ -81,10 +158,10 @@ def sample(
     rng: np.random.Generator,
     *,
     max_len: int,
-) -> list[Trajectory]:
+) -> Episodes:
     """``n`` episodes from the start under ``policy`` [S, A] in the exact MDP, each cut after
     ``max_len`` moves, simulated in parallel."""
-    return sample_many(lake, policy[None], n, [rng], max_len=max_len)[0]
+    return sample_many(lake, policy[None], n, [rng], max_len=max_len)
 
 
 def sample_many(
@@ -94,48 +171,75 @@ def sample_many(
     rngs: list[np.random.Generator],
     *,
     max_len: int,
-) -> list[list[Trajectory]]:
-    """``n`` episodes for each of N policies [N, S, A], all simulated in one vectorised loop.
+) -> Episodes:
+    """``n`` episodes for each of N policies [N, S, A], all simulated in one vectorised loop:
+    N * n rows, policy i's episodes in rows i * n .. (i + 1) * n - 1.
 
-    Each policy's episodes draw their uniforms from its own generator (``rngs[i]``), so a
-    seed's episodes do not depend on which other seeds are simulated alongside it.
+    Each policy's episodes draw their uniforms from its own generator (``rngs[i]``, in
+    blocks of ``UNIFORM_BLOCK`` moves, drawn only while that policy has episodes running),
+    so a seed's episodes do not depend on which other seeds are simulated alongside it.
+    Finished episodes leave the loop; a move costs O(running episodes * (A + K)) with the
+    successor lists (K <= 3 on a slippery lake).
     """
-    N = policies.shape[0]
-    u = np.concatenate([r.random((n, max_len, 2)) for r in rngs])  # (N * n, max_len, 2)
-    row_policy = np.repeat(np.arange(N), n)
-    P = lake.P
-    states = np.full(N * n, lake.start)
-    alive = np.ones(N * n, dtype=bool)
-    hist_s, hist_a = [], []
+    N, S, A = policies.shape
+    K = lake.next_states.shape[-1]
+    # cdf columns as flat 1-D arrays: a draw is a few `take`s and compares per running episode
+    pi_cols = _cdf(policies).reshape(N * S, A).T[:-1].copy()  # (A - 1, N * S)
+    next_cols = _cdf(lake.next_probs).reshape(S * A, K).T[:-1].copy()  # (K - 1, S * A)
+    next_flat = lake.next_states.reshape(-1)  # (S * A * K)
+    M = N * n
+    states = np.zeros((max_len, M), dtype=np.int32)  # time-major while filling, zero-padded
+    actions = np.zeros((max_len, M), dtype=np.int32)
+    lengths = np.full(M, max_len, dtype=np.int64)  # episodes cut at max_len keep these
+    final = np.zeros(M, dtype=np.int64)
+    u = np.zeros((2, UNIFORM_BLOCK, M))
+    rows = np.arange(M)  # episodes still running
+    who = rows // n  # the policy each running episode follows
+    s = np.full(M, lake.start)
     for t in range(max_len):
-        a = _inverse_cdf(policies[row_policy, states], u[:, t, 0])
-        nxt = _inverse_cdf(P[states, a], u[:, t, 1])
-        hist_s.append(np.where(alive, states, -1))
-        hist_a.append(a)
-        states = np.where(alive, nxt, states)
-        alive &= ~lake.terminal[states]
-        if not alive.any():
+        if t % UNIFORM_BLOCK == 0:
+            for i in np.flatnonzero(np.bincount(who, minlength=N)):  # policies still running
+                u[:, :, i * n : (i + 1) * n] = rngs[i].random((2, UNIFORM_BLOCK, n))
+        u_act, u_slip = u[0, t % UNIFORM_BLOCK, rows], u[1, t % UNIFORM_BLOCK, rows]
+        a = _draw(pi_cols, who * S + s, u_act)  # a ~ pi(. | s)
+        sa = s * A + a
+        nxt = next_flat[sa * K + _draw(next_cols, sa, u_slip)]  # s' ~ P(. | s, a)
+        states[t, rows], actions[t, rows] = s, a
+        done = lake.terminal[nxt]
+        lengths[rows[done]], final[rows[done]] = t + 1, nxt[done]
+        going = ~done
+        rows, who, s = rows[going], who[going], nxt[going]
+        if rows.size == 0:
             break
-    S, A = np.stack(hist_s, 1), np.stack(hist_a, 1)
-    lengths = (S >= 0).sum(1)
-    out: list[list[Trajectory]] = [[] for _ in range(N)]
-    for i in range(N * n):
-        k = int(lengths[i])
-        out[i // n].append(
-            Trajectory(tuple(S[i, :k].tolist()), tuple(A[i, :k].tolist()), int(states[i]))
-        )
-    return out
+    final[rows] = s  # cut at max_len
+    T = int(lengths.max(initial=0))
+    # (M, T); entries past an episode's end were never written: zeros
+    states, actions = np.ascontiguousarray(states[:T].T), np.ascontiguousarray(actions[:T].T)
+    return Episodes(states, actions, lengths, final)
 
 
-def _inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One categorical draw per row of ``probs`` [n, k] given uniforms ``u`` [n]."""
-    idx = (probs.cumsum(-1) < u[:, None]).sum(-1)
-    return np.minimum(idx, probs.shape[1] - 1)
+def _cdf(probs: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis, each entry that is within 1e-12 of the row's total
+    set to +inf: rounding can then never draw a zero-probability slot at the end of a row
+    (the price: a slot holding less than 1e-12 of the mass at the end is never drawn)."""
+    cdf = probs.cumsum(-1)
+    cdf[cdf >= cdf[..., -1:] - 1e-12] = np.inf
+    return cdf
+
+
+def _draw(cols: np.ndarray, row: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One categorical draw per entry of ``row`` by inverse cdf: the number of cdf entries
+    below the uniform ``u``. ``cols`` [k - 1, rows]: the first k - 1 cdf columns (the last is
+    never below u), from :func:`_cdf`."""
+    idx = np.zeros(len(row), dtype=np.int64)
+    for col in cols:
+        idx += col.take(row) < u
+    return idx
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Padded trajectories: ``states``, ``actions`` long [..., T], ``mask`` float [..., T]."""
+    """Padded trajectories: ``states``, ``actions`` long [..., T], ``mask`` bool [..., T]."""
 
     states: torch.Tensor
     actions: torch.Tensor
@@ -146,21 +250,25 @@ class Batch:
         x = torch.nn.functional.one_hot(self.states, n_states).to(torch.float64)
         return x * self.mask.unsqueeze(-1)
 
+    def select(self, rows: torch.Tensor) -> Batch:
+        """Rows ``rows`` [N, B] of each of the N pools of this batch [N, P, T]: [N, B, T'],
+        trimmed to the longest selected trajectory."""
+        seed = torch.arange(rows.shape[0])[:, None]  # (N, 1)
+        mask = self.mask[seed, rows]  # (N, B, T)
+        T = int(mask.sum(-1).max())
+        return Batch(self.states[seed, rows, :T], self.actions[seed, rows, :T], mask[..., :T])
 
-def to_batch(trajs: list[list[Trajectory]], length: int | None = None) -> Batch:
-    """Nested lists [N][B] of trajectories to a padded :class:`Batch` [N, B, T]."""
-    N, B = len(trajs), len(trajs[0])
-    flat = [t for row in trajs for t in row]
-    lengths = np.array([len(t) for t in flat])
-    T = length or int(lengths.max())
-    mask = np.arange(T) < lengths[:, None]  # (N * B, T), row-major fill below matches it
-    total = int(lengths.sum())
-    states = np.zeros((N * B, T), dtype=np.int64)
-    actions = np.zeros((N * B, T), dtype=np.int64)
-    states[mask] = np.fromiter(chain.from_iterable(t.states for t in flat), np.int64, total)
-    actions[mask] = np.fromiter(chain.from_iterable(t.actions for t in flat), np.int64, total)
+
+def to_batch(rows: list[Episodes | list[Trajectory]]) -> Batch:
+    """N rows of trajectories (``Episodes`` or lists of ``Trajectory``) to a padded
+    :class:`Batch` [N, B, T]; rows shorter than the longest are cycled to its length B."""
+    eps = [r if isinstance(r, Episodes) else Episodes.from_trajectories(r) for r in rows]
+    N, B = len(eps), max(map(len, eps))
+    flat = Episodes.concat([e.take(np.arange(B) % len(e)) for e in eps])
+    T = flat.states.shape[1]
+    mask = np.arange(T) < flat.lengths[:, None]  # (N * B, T)
     return Batch(
-        torch.from_numpy(states).reshape(N, B, T),
-        torch.from_numpy(actions).reshape(N, B, T),
-        torch.from_numpy(mask.astype(np.float64)).reshape(N, B, T),
+        torch.from_numpy(flat.states).long().reshape(N, B, T),
+        torch.from_numpy(flat.actions).long().reshape(N, B, T),
+        torch.from_numpy(mask).reshape(N, B, T),
     )

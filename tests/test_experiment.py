@@ -80,7 +80,7 @@ def test_ift_mixed_inputs_match_eq_17_by_hand():
     import torch
 
     from lakelab.experiment import _policy_logps
-    from lakelab.policy import forward
+    from lakelab.policy import forward, state_log_probs
     from lakelab.trajectories import to_batch
 
     setup = build_setup(TINY.replace(methods=("ift",)))
@@ -89,7 +89,8 @@ def test_ift_mixed_inputs_match_eq_17_by_hand():
     P = torch.tensor(lake.P)
     for variant in ("greedy", "expected"):
         hp = {"lam": 0.3, "residual": variant, "gamma": 0.95, "weighting": "loss"}
-        _, used = _policy_logps(setup, "ift", hp, setup.theta0, setup.theta0, batch, None, P)
+        table = state_log_probs(setup.theta0)
+        _, used = _policy_logps(setup, "ift", hp, setup.theta0, table, table, batch, None, P)
         eye = torch.eye(lake.n_states, dtype=torch.float64).expand(2, -1, -1)
         pi = torch.softmax(forward(setup.theta0, eye), -1)  # (N, S, A)
         for n in range(2):
@@ -116,22 +117,40 @@ def test_ift_with_lam_0_and_gamma_0_reproduces_sft_rows():
                 assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-15)
 
 
-def test_online_negatives_never_equal_a_chosen_trajectory(quick_setup):
+@pytest.mark.parametrize("start", ["theta0", "theta_star"])  # theta*: close to pi*, hard case
+def test_online_negatives_are_episodes_never_equal_to_a_chosen_one(quick_setup, start):
     from lakelab.policy import state_log_probs
+    from lakelab.trajectories import to_batch
 
-    idx = list(range(len(quick_setup.seeds)))
-    probs = state_log_probs(quick_setup.theta_star).exp().numpy()  # close to pi*: hard case
-    rngs = [np.random.default_rng(s) for s in quick_setup.seeds]
-    trajs, fallbacks = _online_negatives(quick_setup, idx, probs, rngs)
-    for i, batch in zip(idx, trajs, strict=True):
-        banned = {t.key() for t in quick_setup.chosen[i]}
-        assert len(batch) == quick_setup.config.batch_size
-        assert not any(t.key() in banned for t in batch)
-    assert fallbacks.shape == (len(idx),) and (fallbacks >= 0).all()
-    # fallbacks are exactly the slots filled from the offline pool
-    for i, batch, fb in zip(idx, trajs, fallbacks, strict=True):
-        from_pool = sum(t.key() in {p.key() for p in quick_setup.offline[i]} for t in batch)
-        assert from_pool >= fb
+    setup, lake = quick_setup, quick_setup.lake
+    idx = list(range(len(setup.seeds)))
+    B = setup.config.batch_size
+    probs = state_log_probs(getattr(setup, start)).exp().numpy()
+    rngs = [np.random.default_rng(s) for s in setup.seeds]
+    offline = to_batch([setup.offline[i] for i in idx])
+    batch, fallbacks = _online_negatives(setup, idx, probs, rngs, offline)
+    assert batch.states.shape[:2] == (len(idx), B)
+    assert fallbacks.shape == (len(idx),) and ((fallbacks >= 0) & (fallbacks <= B)).all()
+    for n, i in enumerate(idx):
+        banned = {t.key() for t in setup.chosen[i]}
+        pool = [t.key() for t in setup.offline[i]]
+        got = []
+        for b in range(B):
+            m = batch.mask[n, b]
+            got.append(
+                (tuple(batch.states[n, b][m].tolist()), tuple(batch.actions[n, b][m].tolist()))
+            )
+        assert not any(key in banned for key in got)
+        fresh, filled = got[: B - int(fallbacks[n])], got[B - int(fallbacks[n]) :]
+        # the missing slots come from the offline pool, cycled, in order
+        assert filled == [pool[k % len(pool)] for k in range(len(filled))]
+        # the fresh ones are real episodes of the lake: from the start, feasible moves
+        for states, actions in fresh:
+            assert states[0] == lake.start
+            for s, a, s2 in zip(states, actions, states[1:], strict=False):
+                assert lake.P[s, a, s2] > 0 and not lake.terminal[s]
+    if start == "theta0":
+        assert fallbacks.sum() == 0  # an untrained policy rarely repeats a demo
 
 
 def test_same_config_and_seed_give_identical_rows():

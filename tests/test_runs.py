@@ -41,6 +41,8 @@ def test_cli_writes_the_run_directory(tmp_path, capsys):
         "--out",
         str(out),
         "--quiet",
+        "--workers",
+        "1",
     ]
     assert main(argv) == 0
     for name in ("config.json", "metrics.csv", "summary.csv", "figure.png"):
@@ -55,12 +57,14 @@ def test_cli_writes_the_run_directory(tmp_path, capsys):
     assert summary.loc[0, "param_mse_mean"] == pytest.approx(final_sft.mean())
 
 
-def test_same_config_same_metrics_csv(tmp_path):
+def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(tmp_path):
     run_lake(SMALL, tmp_path / "a")
-    run_lake(SMALL, tmp_path / "b")
+    run_lake(SMALL, tmp_path / "b", workers=2)  # sft and dpo in two spawned processes
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (
         tmp_path / "b" / "metrics.csv"
     ).read_bytes()
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        run_lake(SMALL, tmp_path / "c", workers=0)
 
 
 def test_resume_skips_finished_cells_and_redoes_broken_ones(tmp_path, monkeypatch):

@@ -266,3 +266,20 @@ def test_bad_policy_shapes_and_rows():
         policy_evaluation(lake, np.full((16, 4), 0.3))
     with pytest.raises(ValueError, match="horizon"):
         finite_horizon_values(lake, -1)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"gamma": 0.9}, {"gamma": 1.0}, {"horizon": 30}, {"gamma": 0.8, "horizon": 7}]
+)
+def test_visitation_of_many_policies_equals_one_at_a_time(kw):
+    lake = make_lake("4x4", slippery=True)
+    rng = np.random.default_rng(3)
+    policies = rng.dirichlet(np.ones(4), size=(2, 3, 16))  # (2, 3, S, A), all ending episodes
+    many = state_visitation(lake, policies, normalize=True, **kw)
+    assert many.shape == (2, 3, 16)
+    for i in range(2):
+        for j in range(3):
+            one = state_visitation(lake, policies[i, j], normalize=True, **kw)
+            np.testing.assert_allclose(many[i, j], one, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"\(\.\.\., S, A\) with \(S, A\) = \(16, 4\)"):
+        state_visitation(lake, policies[..., :3])

@@ -1,0 +1,88 @@
+"""The Frozen Lake experiment: wall time of the `paper` preset, and batched vs looped seeds.
+
+    .venv/bin/python benchmarks/bench_lake.py [--repeats 3] [--loop-steps 100]
+
+Measured in one process, in one run, so the machine's load affects every number alike:
+
+1. set-up (soft value iteration, theta* for 10 seeds, demos), median over ``--repeats``;
+2. training of every objective for all seeds, in this process (one worker), one run;
+3. the whole `lakelab lake` reproduction end to end (`run_lake` with one process per core:
+   set-up, training, metrics.csv, summary.csv, figure.png) into a fresh directory, one run;
+4. batched vs looped seeds: ``--loop-steps`` steps of SFT and DPO for 10 seeds as one
+   batched computation vs a Python loop over the seeds; median over ``--repeats``, ratio.
+
+The issue's target for (3) minus set-up: under 10 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+from lakelab.config import preset
+from lakelab.experiment import build_setup, train_method
+from lakelab.runs import run_lake
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loop-steps", type=int, default=100)
+    args = parser.parse_args()
+    config = preset("paper")
+    workers = os.cpu_count() or 1
+    n_methods, n_seeds = len(config.methods), config.seeds
+
+    build_setup(config.replace(seeds=1, optimum_steps=10))  # warm up imports and caches
+    t_setup = median_time(lambda: build_setup(config), args.repeats)
+    setup = build_setup(config)
+
+    t0 = time.perf_counter()
+    for method in config.methods:
+        train_method(setup, method)
+    t_train = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        run_lake(config, out, workers=workers)
+        t_e2e = time.perf_counter() - t0
+
+    short = build_setup(config.replace(steps=args.loop_steps))
+    ratios = {}
+    for method in ("sft", "dpo"):
+        batched = median_time(lambda m=method: train_method(short, m), args.repeats)
+        looped = median_time(
+            lambda m=method: [train_method(short, m, seed_index=[i]) for i in range(n_seeds)],
+            args.repeats,
+        )
+        ratios[method] = (batched, looped)
+
+    print(f"`paper` preset: {n_methods} objectives x {n_seeds} seeds x {config.steps} steps")
+    print()
+    print("| measurement | seconds |")
+    print("|---|---|")
+    print(f"| set-up (theta*, demos; median of {args.repeats}) | {t_setup:.2f} |")
+    print(f"| training, one process | {t_train:.2f} |")
+    print(f"| end to end, {workers} worker processes (`lakelab lake`) | {t_e2e:.2f} |")
+    print(f"| end to end minus set-up | {t_e2e - t_setup:.2f} |")
+    print()
+    print(f"| {n_seeds} seeds, {args.loop_steps} steps | batched s | looped s | looped / batched |")
+    print("|---|---|---|---|")
+    for method, (batched, looped) in ratios.items():
+        print(f"| {method} | {batched:.2f} | {looped:.2f} | {looped / batched:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
