@@ -4,6 +4,8 @@
     lakelab lake [--preset paper|quick] [--config FILE.json] [--methods M ...] [--seeds N]
                  [--steps N] [--chosen demos|single] [--negatives offline|online] [--out DIR]
                  [--workers N]
+    lakelab sweep [FILE.toml | --grid knob=v1,v2 ...] [--backend local|ray] [--workers N]
+                  [--retry-failed] [--out DIR]
 
 Every sub-command validates its arguments through the same functions the library uses, so a
 bad map or value exits with lakelab's ``ValueError`` message and status 2, not a traceback.
@@ -85,6 +87,50 @@ def _lake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    from lakelab.config import config_from_dict, preset
+    from lakelab.sweep import SweepSpec, grid_points, load_sweep, parse_grid_option, run_sweep
+
+    if args.file and args.grid:
+        raise ValueError("give a sweep file or --grid options, not both")
+    if args.file:
+        spec = load_sweep(args.file)
+    elif args.grid:
+        changes = {"methods": tuple(args.methods)} if args.methods else {}
+        if args.seeds is not None:
+            changes["seeds"] = args.seeds
+        base = config_from_dict(changes, base=preset(args.preset))
+        spec = SweepSpec(base, grid_points(dict(parse_grid_option(g) for g in args.grid)))
+    else:
+        raise ValueError("give a sweep file (TOML or JSON) or at least one --grid knob=v1,v2")
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="cell", desc="sweep", disable=args.quiet))
+        bars[0].n = done
+        bars[0].refresh()
+
+    paths = run_sweep(
+        spec,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        retry_failed=args.retry_failed,
+        progress=progress,
+    )
+    for bar in bars:
+        bar.close()
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakelab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lake.add_argument("--quiet", action="store_true", help="no progress bar")
     lake.set_defaults(func=_lake)
+
+    sweep = sub.add_parser("sweep", help="a grid of Frozen Lake protocols (resumable)")
+    sweep.add_argument("file", nargs="?", help="sweep file, TOML or JSON (see lakelab.sweep)")
+    sweep.add_argument("--grid", action="append", help="knob=v1,v2 (repeatable), instead of a file")
+    sweep.add_argument("--preset", default="quick", help="base preset with --grid")
+    sweep.add_argument("--methods", nargs="+", help="objectives, with --grid (default: all)")
+    sweep.add_argument("--seeds", type=int, help="seeds per cell, with --grid")
+    sweep.add_argument("--backend", default="local", help="local (default) or ray")
+    sweep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel cells")
+    sweep.add_argument("--address", help="ray: address of an existing cluster")
+    sweep.add_argument("--retry-failed", action="store_true", help="rerun cells that raised")
+    sweep.add_argument("--out", default="results/sweep", help="sweep directory (resumable)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_sweep)
     return parser
 
 
