@@ -226,6 +226,9 @@ def write_reports(config: LakeConfig, out: Path) -> dict[str, Path]:
     }
     fig = experiment_figure(config, metrics, explored)
     atomic_save_figure(fig, out / "figure.png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # long-running callers (the app) would otherwise keep every figure
     return {
         k: out / f
         for k, f in (
