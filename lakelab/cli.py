@@ -6,6 +6,8 @@
                  [--workers N]
     lakelab sweep [FILE.toml | --grid knob=v1,v2 ...] [--backend local|ray] [--workers N]
                   [--retry-failed] [--out DIR]
+    lakelab lm [--preset quick|default] [--methods M ...] [--seeds N]
+               [--negatives offline|online] [--out DIR]
 
 Every sub-command validates its arguments through the same functions the library uses, so a
 bad map or value exits with lakelab's ``ValueError`` message and status 2, not a traceback.
@@ -81,6 +83,41 @@ def _lake(args: argparse.Namespace) -> int:
         bars[0].refresh()
 
     paths = run_lake(config, args.out, progress=progress, workers=args.workers)
+    for bar in bars:
+        bar.close()
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _lm(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    from lakelab.lm.config import preset
+    from lakelab.lm.runs import run_lm
+
+    config = preset(args.preset)
+    changes = {
+        k: v
+        for k, v in (
+            ("methods", tuple(args.methods) if args.methods else None),
+            ("seeds", args.seeds),
+            ("negatives", args.negatives),
+        )
+        if v is not None
+    }
+    config = config.replace(**changes)
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="step", desc="training", disable=args.quiet))
+        bars[0].n = done
+        bars[0].refresh()
+
+    paths = run_lm(config, args.out, progress=progress)
     for bar in bars:
         bar.close()
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -189,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="results/sweep", help="sweep directory (resumable)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)
+
+    lm = sub.add_parser("lm", help="the same objectives on a tiny transformer planning on lakes")
+    lm.add_argument("--preset", default="default", help="default or quick")
+    lm.add_argument("--methods", nargs="+", help="objectives to run (default: all)")
+    lm.add_argument("--seeds", type=int, help="number of seeds")
+    lm.add_argument("--negatives", help="offline or online")
+    lm.add_argument("--out", default="results/lm", help="run directory (resumable)")
+    lm.add_argument("--quiet", action="store_true", help="no progress bar")
+    lm.set_defaults(func=_lm)
     return parser
 
 

@@ -1,0 +1,17 @@
+"""The LM track: the same objectives on a tiny causal transformer that plans on Frozen Lake.
+
+A prompt is a lake written as characters, a response is a plan (moves, then an end token);
+the exact solver knows the optimal plans and the soft-optimal policy, and the real Gymnasium
+environment executes what the model writes. Modules, in reading order:
+
+- ``tokenizer``: the 12-character vocabulary, lakes and plans as text, bad characters rejected.
+- ``model``: ``TinyGPT`` (nanoGPT-sized, ``scaled_dot_product_attention``), presets, generation.
+- ``data``: seeded train / held-out lakes, solver ground truth, the mixed-quality corpus,
+  chosen and rejected plans, padded token tensors.
+- ``config``: ``LMConfig``, every knob documented and validated; presets ``quick``, ``default``.
+- ``train``: pre-training and alignment through ``lakelab.registry.compute_objective``; IFT's
+  temporal residual on token embeddings; the reference log-prob cache.
+- ``metrics``: held-out success in the real env, shortest-plan rate, token KL to pi*,
+  log-likelihoods of chosen and rejected plans.
+- ``runs``, ``report``: resumable run directories (``lakelab lm``) and their figure.
+"""

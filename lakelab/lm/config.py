@@ -1,0 +1,188 @@
+"""Configuration of the LM track: lakes as prompts, plans as responses, a tiny transformer.
+
+Every choice is ours (no paper fixes them), named and documented here; ``lakelab lm --help``
+changes the most common ones. A bad field raises ``ValueError`` naming it and what is allowed.
+Presets: ``quick`` (4x4 lakes, seconds, the tests run it) and ``default`` (6x6 lakes, a weaker
+base, so that the objectives can be told apart; the README's table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakelab.config import _choice, _nonneg_int, _positive_int, _real
+from lakelab.lm.model import model_config
+from lakelab.lm.tokenizer import prompt_length
+from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+
+METHODS = tuple(OBJECTIVES)
+NEGATIVE_MODES = ("offline", "online")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """One protocol of the LM experiment. Lakes come from ``lake_seed`` (the data set, the
+    same for every seed); each seed has its own model initialisation, corpus, chosen ties,
+    rejected plans and batches."""
+
+    size: int = 4
+    """Side of the square random lakes (S top-left, G bottom-right)."""
+    p_frozen: float = 0.8
+    """Probability that a cell is ice rather than a hole (Gymnasium's default)."""
+    n_train: int = 2400
+    """Distinct training lakes: pre-training corpus and alignment prompts."""
+    n_test: int = 200
+    """Distinct held-out lakes, none of them a training lake: every metric is on these."""
+    lake_seed: int = 0
+    """Seed of the lakes."""
+    gamma: float = 0.9
+    """Discount of the solver: < 1, so a wall bump is never optimal and shorter is better."""
+    tau: float = 0.01
+    """Temperature of the soft optimum pi* = softmax(Q*/tau) that the token KL compares
+    against; tau log 4 / (1 - gamma) must stay below 1 (else pi* wanders)."""
+    max_moves: int = 12
+    """Longest corpus walk; generation stops after max_moves + 1 tokens (moves and end)."""
+    corpus_per_lake: int = 2
+    """Base-model plans per training lake."""
+    corpus_mix: tuple[float, float, float] = (0.25, 0.45, 0.30)
+    """Shares of optimal, avoiding and random plans in the corpus (lm-track.md's prototype)."""
+    model: str = "micro"
+    """Transformer preset of ``lakelab.lm.model.MODEL_PRESETS``."""
+    batch_size: int = 64
+    """Sequences per step (pairs for paired objectives), pre-training and alignment."""
+    pretrain_steps: int = 600
+    """AdamW steps of pre-training (SFT on the mixed corpus) that make the base model."""
+    pretrain_lr: float = 3e-3
+    """Learning rate of pre-training."""
+    pretrain_log_every: int = 200
+    """The base model is evaluated every this many pre-training steps (and at the last)."""
+    align_steps: int = 200
+    """Alignment steps, the same budget and batches for every method."""
+    align_lr: float = 1e-3
+    """AdamW learning rate of alignment, the same for every method."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (0: the loss is the objective and nothing else)."""
+    methods: tuple[str, ...] = METHODS
+    """Objectives, from ``lakelab.registry.OBJECTIVES``."""
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-method overrides, e.g. {"dpo": {"beta": 0.5}}; defaults from the registry."""
+    negatives: str = "offline"
+    """Rejected plans: "offline" (one fixed sub-optimal or failing walk per lake) or
+    "online" (sampled from the current model each step; optimal samples are replaced by the
+    offline plan and counted in the metric ``online_fallback``)."""
+    log_every: int = 50
+    """Held-out metrics every this many alignment steps (and at the last)."""
+    seeds: int = 3
+    """Number of seeds."""
+    first_seed: int = 0
+    """Seeds are first_seed .. first_seed + seeds - 1."""
+
+    def __post_init__(self) -> None:
+        for name in ("size", "n_train", "n_test", "max_moves", "corpus_per_lake", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("pretrain_log_every", "log_every", "seeds"):
+            _positive_int(name, getattr(self, name))
+        for name in ("pretrain_steps", "align_steps", "lake_seed", "first_seed"):
+            _nonneg_int(name, getattr(self, name))
+        _real("p_frozen", self.p_frozen, 0.0, 1.0, "(0, 1]", low_open=True)
+        _real("gamma", self.gamma, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True)
+        _real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+        if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
+            raise ValueError(
+                f"tau * log 4 / (1 - gamma) must be < 1, got tau={self.tau}, "
+                f"gamma={self.gamma}: the soft optimum would wander instead of finishing"
+            )
+        for name in ("pretrain_lr", "align_lr"):
+            _real(name, getattr(self, name), 0.0, math.inf, "(0, inf)", low_open=True)
+        _real("weight_decay", self.weight_decay, 0.0, math.inf, "[0, inf)")
+        mix = tuple(self.corpus_mix)
+        if len(mix) != 3 or any(not isinstance(x, int | float) or x < 0 for x in mix):
+            raise ValueError(f"corpus_mix must be 3 shares >= 0, got {self.corpus_mix!r}")
+        if not math.isclose(sum(mix), 1.0):
+            raise ValueError(f"corpus_mix must sum to 1, got {mix} (sum {sum(mix):g})")
+        object.__setattr__(self, "corpus_mix", tuple(float(x) for x in mix))
+        if self.n_train < self.batch_size:
+            raise ValueError(
+                f"n_train ({self.n_train}) must be >= batch_size ({self.batch_size}): a batch "
+                "holds distinct lakes"
+            )
+        model = model_config(self.model)
+        if self.seq_len - 1 > model.block_size:
+            raise ValueError(
+                f"a {self.size}x{self.size} prompt ({prompt_length(self.size)} tokens) plus "
+                f"max_moves {self.max_moves} and the end token needs block_size >= "
+                f"{self.seq_len - 1}; model {self.model!r} has {model.block_size}"
+            )
+        _choice("negatives", self.negatives, NEGATIVE_MODES)
+        if isinstance(self.methods, str) or not self.methods:
+            raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
+        object.__setattr__(self, "methods", tuple(self.methods))
+        for m in self.methods:
+            get_objective(m)
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods has duplicates: {list(self.methods)}")
+        for m, overrides in self.hparams.items():
+            if m not in self.methods:
+                raise ValueError(f"hparams given for {m!r}, not among methods {self.methods}")
+            resolve_hparams(m, overrides)
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens of the longest sample: prompt, max_moves moves, end."""
+        return prompt_length(self.size) + self.max_moves + 1
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def method_hparams(self, method: str) -> dict[str, Any]:
+        return resolve_hparams(method, self.hparams.get(method))
+
+    def replace(self, **changes: Any) -> LMConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["methods"], d["corpus_mix"] = list(self.methods), list(self.corpus_mix)
+        return d
+
+    def fingerprint(self) -> str:
+        """What a finished (method, seed) cell depends on: everything but methods and seeds."""
+        return fingerprint(self.to_dict())
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """Canonical JSON of a config dict (e.g. a run's config.json) without methods and seeds."""
+    return json.dumps(
+        {k: v for k, v in config.items() if k not in ("methods", "seeds")}, sort_keys=True
+    )
+
+
+PRESETS: dict[str, LMConfig] = {
+    # ~1 minute of one core: a base that has begun to read the map (held-out success ~0.25),
+    # then 30 steps of three objectives, one of each family (likelihood, IFT, reference-based
+    # preference); the tests run it, and run every objective on a nano model
+    "quick": LMConfig(
+        n_train=1200,
+        pretrain_steps=300,
+        pretrain_log_every=300,
+        align_steps=30,
+        align_lr=3e-3,
+        log_every=30,
+        seeds=1,
+        methods=("sft", "ift", "dpo"),
+    ),
+    # the README's table: every objective from a weaker base (4x4 does not saturate in 600
+    # pre-training steps), three seeds
+    "default": LMConfig(),
+}
+
+
+def preset(name: str) -> LMConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    return PRESETS[name]

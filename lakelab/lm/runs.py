@@ -1,0 +1,246 @@
+"""Run directories of the LM track: atomic, resumable, the same layout as ``lakelab.runs``.
+
+    out/config.json                  the protocol (LMConfig as JSON)
+    out/cells/base-seedS.json        the base model's pre-training curve (held-out metrics)
+    out/cells/M-seedS.json           one finished (method, seed) alignment curve
+    out/checkpoints/base-seedS.pt    state dicts, {"protocol": str, "state_dict": ...},
+    out/checkpoints/M-seedS.pt       loaded with torch.load(..., weights_only=True)
+    out/metrics.csv                  long format: method, seed, stage, step, one column a metric
+    out/summary.csv                  final values per method (base first): mean, 95% interval
+    out/figure.png                   curves with 95% bands
+
+Every file is written atomically (``lakelab.io``); a cell counts as finished only if it parses,
+belongs to the same protocol and has every logged step, so re-running into the same directory
+computes only what is missing (more seeds or methods welcome, a different protocol refused).
+An aligned cell needs its seed's base model: loaded from its checkpoint when that is intact,
+else pre-trained again (deterministically, so identically).
+
+Training runs on one CPU thread: for a model this small it is faster than two on a shared
+2-core machine, and the results do not depend on the machine's core count.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from lakelab.io import atomic_save_figure, atomic_write_bytes, atomic_write_json, atomic_write_text
+from lakelab.lm.config import LMConfig, fingerprint
+from lakelab.lm.data import SeedData, seed_data
+from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
+from lakelab.lm.model import TinyGPT, model_config
+from lakelab.lm.train import ReferenceCache, align, pretrain
+from lakelab.registry import get_objective
+from lakelab.runs import ci95
+
+BASE = "base"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def cell_path(out: Path, method: str, seed: int) -> Path:
+    return out / "cells" / f"{method}-seed{seed}.json"
+
+
+def checkpoint_path(out: Path, method: str, seed: int) -> Path:
+    return out / "checkpoints" / f"{method}-seed{seed}.pt"
+
+
+def n_logs(steps: int, every: int) -> int:
+    """Rows of a curve logged at every multiple of ``every`` and at the last step."""
+    return len(range(0, steps + 1, every)) + (steps % every != 0)
+
+
+def load_cell(out: Path, config: LMConfig, method: str, seed: int) -> dict | None:
+    """A finished cell's content, or None if missing, unreadable or from another protocol."""
+    try:
+        cell = json.loads(cell_path(out, method, seed).read_text())
+    except (OSError, ValueError):
+        return None
+    if method == BASE:
+        expected = n_logs(config.pretrain_steps, config.pretrain_log_every)
+    else:
+        expected = n_logs(config.align_steps, config.log_every)
+    ok = (
+        isinstance(cell, dict)
+        and cell.get("protocol") == config.fingerprint()
+        and cell.get("method") == method
+        and cell.get("seed") == seed
+        and isinstance(cell.get("rows"), list)
+        and len(cell["rows"]) == expected
+    )
+    return cell if ok else None
+
+
+def save_checkpoint(path: Path, model: TinyGPT, protocol: str) -> None:
+    buf = io.BytesIO()
+    torch.save({"protocol": protocol, "state_dict": model.state_dict()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, config: LMConfig) -> TinyGPT | None:
+    """The model saved at ``path`` (weights_only: no code is unpickled), or None if the file
+    is missing, unreadable or from another protocol."""
+    try:
+        saved = torch.load(path, weights_only=True)
+        if saved["protocol"] != config.fingerprint():
+            return None
+        model = TinyGPT(model_config(config.model))
+        model.load_state_dict(saved["state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError):
+        return None
+    return model
+
+
+def run_lm(
+    config: LMConfig,
+    out: str | Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Path]:
+    """Run (or resume) the LM experiment into ``out``; returns the paths written.
+
+    ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance.
+    """
+    out = Path(out)
+    _check_protocol(out, config)
+    atomic_write_json(out / "config.json", config.to_dict())
+    todo = {
+        seed: [m for m in config.methods if load_cell(out, config, m, seed) is None]
+        for seed in config.seed_list
+    }
+    # a seed's base model: from its checkpoint if its cell and checkpoint are intact and some
+    # method needs it; None means pre-train (again)
+    bases: dict[int, TinyGPT | None] = {}
+    for seed in config.seed_list:
+        if load_cell(out, config, BASE, seed) is None:
+            bases[seed] = None
+        elif todo[seed]:
+            bases[seed] = load_checkpoint(checkpoint_path(out, BASE, seed), config)
+    total = sum(
+        config.pretrain_steps * (seed in bases and bases[seed] is None)
+        + config.align_steps * len(todo[seed])
+        for seed in config.seed_list
+    )
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, total)
+
+    if total and progress is not None:
+        progress(0, total)
+    with torch_threads(1):
+        held = held_out(config) if bases else None
+        for seed, base in bases.items():
+            _run_seed(config, out, seed, base, todo[seed], held, tick)
+    return write_reports(config, out)
+
+
+def _run_seed(config, out, seed, base, methods: list[str], held: HeldOut, tick) -> None:
+    """Pre-train the base model if ``base`` is None, then align it with ``methods``."""
+    data = seed_data(config, seed)
+    if base is None:
+        base = _pretrain_base(config, out, seed, data, held, tick)
+    if not methods:
+        return
+    needs_ref = any(get_objective(m).needs_reference for m in methods)
+    reference = ReferenceCache.build(base, data) if needs_ref else None
+    base_final = load_cell(out, config, BASE, seed)["rows"][-1]
+    base_metrics = {k: base_final[k] for k in METRICS}
+    for method in methods:
+        rows: list[dict] = []
+        log = _align_logger(rows, base_metrics, held)
+        model = align(config, base, method, data, seed, reference=reference, log=log, progress=tick)
+        save_checkpoint(checkpoint_path(out, method, seed), model, config.fingerprint())
+        _write_cell(out, config, method, seed, rows)
+
+
+def _align_logger(rows: list[dict], base_metrics: dict, held: HeldOut):
+    def log(model: TinyGPT, step: int, extra: dict) -> None:
+        # step 0 is the base model, already evaluated at the end of pre-training
+        metrics = base_metrics if step == 0 else evaluate(model, held)
+        rows.append({"step": step, **metrics, **extra})
+
+    return log
+
+
+def _pretrain_base(config, out: Path, seed: int, data: SeedData, held: HeldOut, tick) -> TinyGPT:
+    rows: list[dict] = []
+
+    def log(model: TinyGPT, step: int) -> None:
+        rows.append({"step": step, **evaluate(model, held)})
+
+    base = pretrain(config, data.corpus, seed, log=log, progress=tick)
+    save_checkpoint(checkpoint_path(out, BASE, seed), base, config.fingerprint())
+    _write_cell(out, config, BASE, seed, rows)
+    return base
+
+
+def _write_cell(out: Path, config: LMConfig, method: str, seed: int, rows: list[dict]) -> None:
+    cell = {"protocol": config.fingerprint(), "method": method, "seed": seed, "rows": rows}
+    atomic_write_json(cell_path(out, method, seed), cell)
+
+
+def _check_protocol(out: Path, config: LMConfig) -> None:
+    try:
+        old = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # absent or unreadable: rewritten; cells are checked one by one
+    if not isinstance(old, dict) or fingerprint(old) != config.fingerprint():
+        raise ValueError(
+            f"{out} holds a run of a different protocol (only methods and seeds may change "
+            "when resuming); choose another --out"
+        )
+
+
+def write_reports(config: LMConfig, out: Path) -> dict[str, Path]:
+    """metrics.csv, summary.csv and figure.png from the finished cells of ``config``."""
+    rows = []
+    for method in (BASE, *config.methods):
+        stage = "pretrain" if method == BASE else "align"
+        for seed in config.seed_list:
+            cell = load_cell(out, config, method, seed)
+            rows += [{"method": method, "seed": seed, "stage": stage, **r} for r in cell["rows"]]
+    metrics = pd.DataFrame(rows)
+    atomic_write_text(out / "metrics.csv", metrics.to_csv(index=False))
+    atomic_write_text(out / "summary.csv", summarize(metrics).to_csv(index=False))
+    from lakelab.lm.report import lm_figure
+
+    title = (
+        f"{config.size}x{config.size} lakes, {config.n_test} held-out, {config.seeds} seed(s), "
+        f"model {config.model}, negatives {config.negatives}: mean and 95% interval"
+    )
+    atomic_save_figure(lm_figure(metrics, title), out / "figure.png", dpi=110)
+    names = ("config.json", "metrics.csv", "summary.csv", "figure.png")
+    return {name.split(".")[0]: out / name for name in names}
+
+
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Each method's last logged values (the base model's: end of pre-training):
+    ``{metric}_mean`` and ``{metric}_ci95`` (half-width of the 95% t-interval over seeds)."""
+    final = metrics.groupby(["method", "seed"], sort=False).tail(1)
+    out = []
+    for method, group in final.groupby("method", sort=False):
+        row: dict[str, float | str] = {"method": method, "seeds": len(group)}
+        for k in METRICS:
+            row[f"{k}_mean"], row[f"{k}_ci95"] = ci95(group[k].to_numpy())
+        out.append(row)
+    return pd.DataFrame(out)

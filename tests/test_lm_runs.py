@@ -1,0 +1,124 @@
+"""LM track end to end: the quick preset through the CLI, resumable run directories,
+checkpoints, determinism, config validation."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lakelab.cli import main
+from lakelab.lm import runs
+from lakelab.lm.config import PRESETS, LMConfig
+from lakelab.lm.metrics import evaluate, held_out
+from lakelab.lm.runs import BASE, cell_path, checkpoint_path, load_checkpoint, run_lm
+from tests.test_lm_train import TINY
+
+SMALL = TINY.replace(seeds=2, methods=("sft", "dpo"))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm") / "quick"
+    assert main(["lm", "--preset", "quick", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_quick_preset_end_to_end_aligned_beats_base(quick_run):
+    for name in ("config.json", "metrics.csv", "summary.csv", "figure.png"):
+        assert (quick_run / name).stat().st_size > 0
+    cfg = PRESETS["quick"]
+    summary = pd.read_csv(quick_run / "summary.csv").set_index("method")
+    assert list(summary.index) == [BASE, *cfg.methods]
+    base = summary.loc[BASE, "success_mean"]
+    for method in ("sft", "ift"):  # the objectives that train on chosen plans only
+        assert summary.loc[method, "success_mean"] > base + 0.05
+    assert summary.loc[list(cfg.methods), "success_mean"].mean() > base
+    # every alignment curve starts at the base model
+    metrics = pd.read_csv(quick_run / "metrics.csv")
+    start = metrics[(metrics["stage"] == "align") & (metrics["step"] == 0)]
+    assert (start["success"] == base).all()
+
+
+def test_checkpoints_are_state_dicts_of_the_final_models(quick_run):
+    cfg = PRESETS["quick"]
+    held = held_out(cfg)
+    for method in (BASE, "ift"):
+        path = checkpoint_path(quick_run, method, 0)
+        saved = torch.load(path, weights_only=True)  # plain tensors and strings only
+        assert set(saved) == {"protocol", "state_dict"}
+        model = load_checkpoint(path, cfg)
+        final = json.loads(cell_path(quick_run, method, 0).read_text())["rows"][-1]
+        with runs.torch_threads(1):
+            got = evaluate(model, held)
+        assert got == pytest.approx({k: final[k] for k in got}, rel=1e-6, abs=1e-9)
+    assert load_checkpoint(path, cfg.replace(tau=0.02)) is None  # another protocol
+
+
+def test_resume_trains_nothing_when_finished(quick_run, monkeypatch):
+    before = (quick_run / "metrics.csv").read_bytes()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(runs, "align", forbidden)
+    monkeypatch.setattr(runs, "pretrain", forbidden)
+    run_lm(PRESETS["quick"], quick_run)
+    assert (quick_run / "metrics.csv").read_bytes() == before
+
+
+def test_same_config_same_metrics_and_a_truncated_cell_is_recomputed(tmp_path, monkeypatch):
+    run_lm(SMALL, tmp_path / "a")
+    run_lm(SMALL, tmp_path / "b")
+    first = (tmp_path / "a" / "metrics.csv").read_bytes()
+    assert first == (tmp_path / "b" / "metrics.csv").read_bytes()
+    assert len(pd.read_csv(tmp_path / "a" / "metrics.csv")) == 2 * (3 + 2 * 3)
+
+    # truncate one aligned cell and delete one base checkpoint: only that cell retrains, and
+    # its seed's base model is pre-trained again (deterministically: same numbers)
+    cell = cell_path(tmp_path / "a", "dpo", 1)
+    cell.write_text(cell.read_text()[:100])
+    checkpoint_path(tmp_path / "a", BASE, 1).unlink()
+    calls = []
+    real_align, real_pretrain = runs.align, runs.pretrain
+    monkeypatch.setattr(runs, "align", lambda *a, **k: calls.append(a[2]) or real_align(*a, **k))
+    monkeypatch.setattr(
+        runs, "pretrain", lambda *a, **k: calls.append("pretrain") or real_pretrain(*a, **k)
+    )
+    run_lm(SMALL, tmp_path / "a")
+    assert calls == ["pretrain", "dpo"]
+    assert (tmp_path / "a" / "metrics.csv").read_bytes() == first
+
+    # more methods resume into the same directory; another protocol is refused
+    run_lm(SMALL.replace(methods=("sft", "dpo", "ipo")), tmp_path / "a")
+    assert calls[2:] == ["ipo", "ipo"]
+    with pytest.raises(ValueError, match="different protocol"):
+        run_lm(SMALL.replace(align_steps=7), tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"size": 0}, "size must be a positive integer"),
+        ({"p_frozen": 0.0}, r"p_frozen must be in \(0, 1\]"),
+        ({"gamma": 1.0}, r"gamma must be in \(0, 1\)"),
+        ({"tau": 0.2}, r"tau \* log 4 / \(1 - gamma\) must be < 1"),
+        ({"corpus_mix": (0.5, 0.5, 0.5)}, "corpus_mix must sum to 1"),
+        ({"model": "huge"}, "unknown model preset 'huge'"),
+        ({"size": 8}, r"needs block_size >= 84; model 'micro' has 64"),
+        ({"methods": ("sft", "ppo")}, "unknown objective 'ppo'"),
+        ({"negatives": "both"}, "negatives must be one of"),
+        ({"hparams": {"dpo": {"beta": -1.0}}}, r"dpo: beta must be in \(0, inf\)"),
+        ({"n_train": 10}, r"n_train \(10\) must be >= batch_size \(64\)"),
+    ],
+)
+def test_bad_config_values_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        LMConfig(**change)
+
+
+def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
+    assert main(["lm", "--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert main(["lm", "--preset", "quick", "--methods", "ppo", "--out", str(tmp_path)]) == 2
+    assert "lakelab lm: error: unknown objective 'ppo'" in capsys.readouterr().err

@@ -1,0 +1,283 @@
+"""LM track: data against an independent grid walker, IFT on the transformer, the reference
+cache, online negatives, divergence, and the held-out metrics (real env, exact KL)."""
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
+
+from lakelab.lakes import ACTION_DELTAS
+from lakelab.lm import data as D
+from lakelab.lm import metrics as M
+from lakelab.lm import train as TR
+from lakelab.lm.config import LMConfig
+from lakelab.lm.tokenizer import END_ID, decode, encode, parse_plan, plan_text
+from lakelab.registry import compute_objective
+from lakelab.solver import soft_value_iteration
+from tests.helpers import assert_close
+from tests.test_lm_model import one_thread  # noqa: F401 (autouse: one thread, as lakelab lm)
+
+TINY = LMConfig(
+    n_train=64,
+    n_test=16,
+    model="nano",
+    batch_size=16,
+    pretrain_steps=20,
+    pretrain_log_every=10,
+    align_steps=6,
+    log_every=3,
+    seeds=1,
+    methods=("sft", "ift", "dpo", "ipo", "orpo", "asft", "simpo"),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Data of seed 0 and a briefly pre-trained nano base model."""
+    data = D.seed_data(TINY, 0)
+    base = TR.pretrain(TINY, data.corpus, 0, log=lambda model, step: None)
+    return data, base
+
+
+# -- an independent model of the lake: grid coordinates, no solver, no Gymnasium -------------
+def walk_grid(desc, plan):
+    """(reached the goal, moves made) by stepping on the character grid."""
+    r = c = 0
+    for k, a in enumerate(plan):
+        dr, dc = ACTION_DELTAS[a]
+        r = min(max(r + dr, 0), len(desc) - 1)
+        c = min(max(c + dc, 0), len(desc[0]) - 1)
+        if desc[r][c] in "GH":
+            return desc[r][c] == "G", k + 1
+    return False, len(plan)
+
+
+def bfs_shortest(desc) -> int:
+    n, m = len(desc), len(desc[0])
+    dist, queue = {(0, 0): 0}, deque([(0, 0)])
+    while queue:
+        r, c = queue.popleft()
+        if desc[r][c] == "G":
+            return dist[(r, c)]
+        for dr, dc in ACTION_DELTAS:
+            nxt = (r + dr, c + dc)
+            if 0 <= nxt[0] < n and 0 <= nxt[1] < m and nxt not in dist:
+                if desc[nxt[0]][nxt[1]] != "H":
+                    dist[nxt] = dist[(r, c)] + 1
+                    queue.append(nxt)
+    raise AssertionError("unreachable goal")
+
+
+# -- data ------------------------------------------------------------------------------------
+def test_train_and_held_out_lakes_are_distinct_and_disjoint():
+    train, test = D.lake_split(4, 0.8, 120, 30, 7)
+    descs = [lake.desc for lake in train + test]
+    assert len(train) == 120 and len(test) == 30
+    assert len(set(descs)) == len(descs)  # no map twice, so none in both sets
+    assert [lake.desc for lake in D.lake_split.__wrapped__(4, 0.8, 120, 30, 7)[1]] == descs[120:]
+    with pytest.raises(ValueError, match=r"found only .* distinct 2x2 lakes"):
+        D.lake_split(2, 0.8, 10, 5, 0)
+
+
+def test_plans_agree_with_an_independent_grid_walker():
+    train, test = D.tasks(TINY)
+    rng = np.random.default_rng(0)
+    for task in train + test:
+        shortest = bfs_shortest(task.lake.desc)
+        assert task.shortest == shortest
+        for plan in (D.optimal_plan(task, None), D.optimal_plan(task, rng)):
+            assert walk_grid(task.lake.desc, plan) == (True, shortest)
+            assert task.is_optimal(plan)
+        rejected = D.rejected_plan(task, rng, TINY.max_moves, 0.6)
+        reached, moves = walk_grid(task.lake.desc, rejected)
+        assert not (reached and moves == len(rejected) == shortest)  # never an optimal plan
+        avoiding = D.walk(task, rng, TINY.max_moves, avoid=True)
+        assert len(avoiding) <= TINY.max_moves
+        assert walk_grid(task.lake.desc, avoiding)[1] == len(avoiding)  # never ends in a hole
+
+
+def test_seed_data_tokens_hold_the_plans_at_the_response_positions():
+    data = D.seed_data(TINY, 0)
+    P = data.chosen.prompt_len
+    for i in range(5):
+        row = data.chosen[i]
+        response = decode(row.targets[row.mask].tolist())
+        assert response.endswith(".") and row.mask[P - 1]  # the first target follows ">"
+        assert data.tasks[i].is_optimal(parse_plan(response))
+        assert decode(row.inputs[:P].tolist()) == "/".join(data.tasks[i].lake.desc) + ">"
+    assert torch.equal(D.seed_data(TINY, 0).corpus.inputs, data.corpus.inputs)  # seeded
+    assert not torch.equal(D.seed_data(TINY, 1).corpus.inputs, data.corpus.inputs)
+
+
+# -- IFT on the transformer ------------------------------------------------------------------
+def _loss_and_grads(model, method, hp, batch):
+    model.zero_grad()
+    logps = TR.objective_logps(model, method, hp, batch)
+    loss, _ = compute_objective(method, logps, hp)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_ift_with_lam_0_and_gamma_0_is_exactly_sft_on_the_transformer(tiny):
+    data, base = tiny
+    batch = data.chosen[:16]
+    sft_loss, sft_grads = _loss_and_grads(base, "sft", {}, batch)
+    hp = {"lam": 0.0, "gamma": 0.0, "residual": "greedy", "weighting": "loss"}
+    ift_loss, ift_grads = _loss_and_grads(base, "ift", hp, batch)
+    assert torch.equal(ift_loss, sft_loss)
+    assert all(torch.equal(a, b) for a, b in zip(ift_grads, sft_grads, strict=True))
+    # and the default lam = 0.2 does change both (the comparison can fail)
+    ift2_loss, ift2_grads = _loss_and_grads(base, "ift", {}, batch)
+    assert ift2_loss != sft_loss
+    assert not torch.equal(ift2_grads[0], sft_grads[0])
+
+
+def test_ift_lam_1_feeds_the_models_own_greedy_predictions(tiny):
+    """With lam = 1 (greedy), pass 2 must equal a plain forward on the token sequence whose
+    response inputs are replaced by the model's argmax from the previous position."""
+    data, base = tiny
+    batch = data.chosen[:8]
+    got = TR.ift_logps(base, batch, lam=1.0, residual="greedy")
+    with torch.no_grad():
+        guess = base(batch.inputs).argmax(-1)  # (B, T) prediction for input t + 1
+    inputs = batch.inputs.clone()
+    P = batch.prompt_len
+    inputs[:, P:] = guess[:, P - 1 : -1]  # every response input: the previous prediction
+    expected = TR.token_logps(base, D.Tokens(inputs, batch.targets, batch.mask, P))
+    assert_close(got, expected)
+    assert not torch.allclose(got, TR.token_logps(base, batch))  # it is not the true pass
+
+
+# -- reference cache -------------------------------------------------------------------------
+def test_cached_reference_logps_equal_fresh_ones_and_are_never_recomputed(tiny, monkeypatch):
+    data, base = tiny
+    cache = TR.ReferenceCache.build(base, data)
+    assert cache.chosen.shape == data.chosen.inputs.shape
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("reference recomputed during training")
+
+    monkeypatch.setattr(TR, "reference_logps", forbidden)
+    for method in ("dpo", "ipo"):
+        model = TR.align(TINY, base, method, data, 0, reference=cache, log=lambda *a: None)
+    monkeypatch.undo()
+    idx = np.array([3, 0, 17, 42])
+    batch = data.chosen[idx]
+    assert_close(cache.chosen[idx], TR.reference_logps(base, batch))
+    assert_close(cache.rejected[idx], TR.reference_logps(base, data.rejected[idx]))
+    # the trained policy moved away from the reference, so the check above can fail
+    assert (TR.token_logps(model, batch) - cache.chosen[idx])[batch.mask].abs().max() > 1e-3
+
+
+def test_online_negatives_never_reject_an_optimal_plan(tiny, monkeypatch):
+    data, base = tiny
+    idx = np.arange(6)
+    failing = encode("UUUL.")  # bumps the top wall, then walks left: never the goal
+
+    def fake_generate(model, prompts, max_new, **kwargs):
+        rows = []
+        for k, i in enumerate(idx):
+            plan = D.optimal_plan(data.tasks[i], None) if k % 2 == 0 else None
+            ids = encode(plan_text(plan)) if plan is not None else failing
+            rows.append(ids + [0] * (max_new - len(ids)))
+        return torch.tensor(rows)
+
+    monkeypatch.setattr(TR, "generate", fake_generate)
+    rejected, fallbacks = TR.online_rejected(base, data, idx, TINY, torch.Generator())
+    assert fallbacks == 3
+    for k, i in enumerate(idx):
+        if k % 2 == 0:  # optimal sample: replaced by the lake's offline rejected plan
+            assert torch.equal(rejected.targets[k], data.rejected.targets[i])
+        else:
+            assert decode(rejected.targets[k][rejected.mask[k]].tolist()) == "UUUL."
+
+
+def _recorder(logged):
+    return lambda *args: logged.append(args)
+
+
+@pytest.mark.parametrize("negatives", ["offline", "online"])
+def test_every_objective_trains_and_logs(tiny, negatives):
+    data, base = tiny
+    cfg = TINY.replace(negatives=negatives)
+    cache = TR.ReferenceCache.build(base, data)
+    before = [p.detach().clone() for p in base.parameters()]
+    for method in cfg.methods:
+        logged: list[tuple] = []
+        model = TR.align(cfg, base, method, data, 0, reference=cache, log=_recorder(logged))
+        assert [step for _, step, _ in logged] == [0, 3, 6]
+        assert np.isfinite(logged[-1][2]["loss"])
+        moved = max((p - q).abs().max() for p, q in zip(model.parameters(), before, strict=True))
+        assert moved > 0
+    # the base model itself is untouched
+    assert all(torch.equal(p, q) for p, q in zip(base.parameters(), before, strict=True))
+
+
+def test_a_diverging_run_names_method_seed_and_step(tiny, monkeypatch):
+    data, base = tiny
+    real = TR.compute_objective
+    calls = []
+
+    def poisoned(method, logps, hp=None):
+        calls.append(method)
+        loss, metrics = real(method, logps, hp)
+        return (loss * float("nan") if len(calls) > 2 else loss), metrics
+
+    monkeypatch.setattr(TR, "compute_objective", poisoned)
+    with pytest.raises(FloatingPointError, match=r"orpo diverged at step 2 \(seed 5\)"):
+        TR.align(TINY, base, "orpo", data, 5, reference=None, log=lambda *a: None)
+
+
+# -- held-out metrics ------------------------------------------------------------------------
+def test_plans_are_executed_in_the_real_gymnasium_env(tiny, monkeypatch):
+    _, test = D.tasks(TINY)
+    rng = np.random.default_rng(1)
+    held = M.held_out(TINY)
+    for task, env in zip(test, held.envs, strict=True):
+        for _ in range(5):
+            plan = rng.integers(0, 4, size=int(rng.integers(1, 10))).tolist()
+            assert M.execute(env, plan) == walk_grid(task.lake.desc, plan)
+    steps = []
+    real_step = FrozenLakeEnv.step
+    monkeypatch.setattr(FrozenLakeEnv, "step", lambda env, a: steps.append(a) or real_step(env, a))
+    _, base = tiny
+    metrics = M.evaluate(base, held)
+    assert steps  # evaluate went through Gymnasium's own step
+    # and its success rate is what the independent walker says about the same greedy plans
+    generated = TR.generate(base, held.chosen.prompts, held.max_new)
+    plans = [parse_plan(decode(row)) for row in generated.tolist()]
+    reached = [
+        p is not None and walk_grid(t.lake.desc, p)[0] for t, p in zip(test, plans, strict=True)
+    ]
+    assert metrics["success"] == pytest.approx(np.mean(reached))
+
+
+def test_token_kl_and_log_likelihoods_match_an_independent_loop(tiny):
+    _, base = tiny
+    held = M.held_out(TINY)
+    got = M.evaluate(base, held)
+    kls, logps = [], []
+    for task in held.tasks:
+        pi = soft_value_iteration(task.lake, tau=TINY.tau, gamma=TINY.gamma).policy
+        plan = D.optimal_plan(task, None)
+        prompt = encode("/".join(task.lake.desc) + ">")
+        ids = encode(plan_text(plan))
+        s, per_token, total = task.lake.start, [], 0.0
+        for t in range(len(ids)):  # one forward per prefix, no padding, no batching
+            with torch.no_grad():
+                logp = base(torch.tensor([prompt + ids[:t]]))[0, -1].log_softmax(-1).double()
+            total += logp[ids[t]].item()
+            if t < len(plan):
+                q = np.zeros(12)
+                q[[7, 8, 9, 10]] = pi[s]  # L D R U token ids
+                s = task.step(s, plan[t])
+            else:
+                q = np.eye(12)[END_ID]
+            nz = q > 0
+            per_token.append(float((q[nz] * (np.log(q[nz]) - logp.numpy()[nz])).sum()))
+        kls.append(np.mean(per_token))
+        logps.append(total)
+    assert got["token_kl"] == pytest.approx(np.mean(kls), rel=1e-5)
+    assert got["logp_chosen"] == pytest.approx(np.mean(logps), rel=1e-5)
