@@ -201,6 +201,7 @@ def run_cell(config: LakeConfig, method: str) -> dict[str, Any]:
             first, last = result.rows[n][0], result.rows[n][-1]
             row = {"seed": seed, **{k: last[k] for k in _FINAL_KEYS}}
             row.update({f"initial_{k}": first[k] for k in ("param_mse", "success")})
+            row["peak_success"] = max(r["success"] for r in result.rows[n])
             row.update({k: last.get(k, float("nan")) for k in KEPT_LOG_KEYS})
             rows.append(row)
         status = {"status": "ok", "rows": rows}

@@ -3,8 +3,8 @@
     out/results.csv    one row per (grid point, objective, seed): knobs, final metrics, status
     out/summary.csv    per (grid point, objective): mean and 95% interval over seeds
     out/orderings.csv  per grid point: objectives ranked by parameter MSE; whether the IFT
-                       paper's ordering holds; whether DPO's success collapsed while its
-                       reward margin grew (likelihood displacement)
+                       paper's ordering holds; whether DPO's success collapsed from its peak
+                       while its reward margin grew (likelihood displacement)
     out/cells.csv      per cell: status, error, seconds (timings: not part of the results)
     out/figure.png     ranks of the objectives per point, and DPO's success vs its margin
 
@@ -26,7 +26,8 @@ from lakelab.sweep import _FINAL_KEYS, KEPT_LOG_KEYS, SweepSpec, load_cell
 PAPER_ORDER = ("dpo", "ift", ("orpo", "sft"))
 """The IFT paper's parameter-MSE claim: DPO < IFT << ORPO, SFT."""
 COLLAPSE = 0.5
-"""DPO 'collapses' where its final success probability is below this share of theta_0's."""
+"""DPO 'collapses' where its final success probability is below this share of the highest it
+reached during training (logged every ``log_every`` steps) while its reward margin is > 0."""
 
 
 def results_table(spec: SweepSpec, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -55,7 +56,7 @@ def results_table(spec: SweepSpec, out: Path) -> tuple[pd.DataFrame, pd.DataFram
 
 def summarize_points(results: pd.DataFrame) -> pd.DataFrame:
     ok = results[results["status"] == "ok"]
-    metrics = [*_FINAL_KEYS, "initial_success", *KEPT_LOG_KEYS]
+    metrics = [*_FINAL_KEYS, "initial_success", "peak_success", *KEPT_LOG_KEYS]
     out = []
     for (point, method), group in ok.groupby(["point", "method"], sort=False):
         row: dict = {"point": point, "method": method, "seeds": len(group)}
@@ -76,9 +77,10 @@ def orderings(summary: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
         if "dpo" in by.index:
             d = by.loc["dpo"]
             row["dpo_success"] = d["success_mean"]
+            row["dpo_peak_success"] = d["peak_success_mean"]
             row["dpo_margin"] = d["batch/rewards/margins_mean"]
             row["dpo_collapse"] = bool(
-                d["success_mean"] < COLLAPSE * d["initial_success_mean"]
+                d["success_mean"] < COLLAPSE * d["peak_success_mean"]
                 and d["batch/rewards/margins_mean"] > 0
             )
         out.append(row)
@@ -139,7 +141,7 @@ def sweep_figure(summary: pd.DataFrame, order: pd.DataFrame, spec: SweepSpec):
             ax.annotate(str(int(r["point"])), (r["dpo_margin"], r["dpo_success"]), fontsize=7)
         ax.set_xlabel("DPO final reward margin (batch mean)")
         ax.set_ylabel("DPO final success probability")
-        ax.set_title("red: success collapsed while the margin grew", fontsize=9)
+        ax.set_title("DPO per grid point (red: success < half its peak, margin > 0)", fontsize=9)
     fig.tight_layout()
     return fig
 
