@@ -488,14 +488,16 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
     # undiscounted, episodes cut at max_len
     own = state_visitation(lake, pi, horizon=cfg.max_len) * live  # (N, S)
     own = own / own.sum(-1, keepdims=True)
+    success = success_probability(lake, pi)  # (N,)
+    returns = policy_evaluation(lake, pi, gamma=cfg.gamma)[0][:, lake.start]  # (N,)
     out = []
     for n in range(logp.shape[0]):
         row = {
             "param_mse": float(mse[n]),
             "kl_uniform": float(kl[n, live].mean()),
             "kl_visitation": float((w[n] * kl[n, live]).sum()),
-            "success": success_probability(lake, pi[n]),
-            "return": float(policy_evaluation(lake, pi[n], gamma=cfg.gamma)[0][lake.start]),
+            "success": float(success[n]),
+            "return": float(returns[n]),
             "logp_optimal": _route_logp(logp[n], setup.optimal_route),
             "logp_suboptimal": (
                 np.nan

@@ -236,11 +236,12 @@ def _soft_max(Q: np.ndarray, tau: float) -> np.ndarray:
 
 
 def _ending_states(mdp: TabularMDP, P_pi: np.ndarray) -> np.ndarray:
-    """Bool [S]: states from which a terminal state is reached with positive probability."""
-    reach = mdp.terminal.copy()
+    """Bool [..., S]: states from which a terminal state is reached with positive probability
+    (P_pi [..., S, S]: one policy or many)."""
+    reach = np.broadcast_to(mdp.terminal, P_pi.shape[:-1])
     support = P_pi > 0
     while True:
-        grown = reach | (support & reach[None, :]).any(-1)
+        grown = reach | (support & reach[..., None, :]).any(-1)
         if (grown == reach).all():
             return reach
         reach = grown
@@ -249,23 +250,31 @@ def _ending_states(mdp: TabularMDP, P_pi: np.ndarray) -> np.ndarray:
 def _solve_values(
     mdp: TabularMDP, policy: np.ndarray, reward: np.ndarray, gamma: float
 ) -> np.ndarray:
-    """V = r_pi + gamma P_pi V on non-terminal states, V = 0 on terminal ones."""
-    P_pi = mdp.policy_matrix(policy)
-    r_pi = (policy * reward).sum(-1)
-    active = ~mdp.terminal
+    """V = r_pi + gamma P_pi V on non-terminal states, V = 0 on terminal ones; policies
+    [..., S, A] give values [..., S], solved as one batch when they share their live states."""
+    P_pi = mdp.policy_matrix(policy)  # (..., S, S)
+    r_pi = (policy * reward).sum(-1)  # (..., S)
+    active = np.broadcast_to(~mdp.terminal, r_pi.shape)
     if gamma == 1.0:
         looping = active & ~_ending_states(mdp, P_pi)
-        if (np.abs(r_pi[looping]) > 0).any():
-            bad = np.flatnonzero(looping & (np.abs(r_pi) > 0))[:5].tolist()
+        if (looping & (np.abs(r_pi) > 0)).any():
+            bad = np.flatnonzero((looping & (np.abs(r_pi) > 0)).reshape(-1, r_pi.shape[-1]).any(0))
             raise ValueError(
                 f"with gamma = 1 the return is infinite: the policy never ends episodes from "
-                f"states {bad} and collects reward there; use gamma < 1 or a horizon"
+                f"states {bad[:5].tolist()} and collects reward there; use gamma < 1 or a horizon"
             )
         active = active & ~looping  # looping without reward is worth exactly 0
-    V = np.zeros(mdp.n_states)
-    idx = np.flatnonzero(active)
-    A = np.eye(len(idx)) - gamma * P_pi[np.ix_(idx, idx)]
-    V[idx] = np.linalg.solve(A, r_pi[idx])
+    V = np.zeros(r_pi.shape)
+    flat_active = active.reshape(-1, active.shape[-1])
+    if (flat_active == flat_active[0]).all():  # the same live states: one batched solve
+        idx = np.flatnonzero(flat_active[0])
+        A = np.eye(len(idx)) - gamma * P_pi[..., idx[:, None], idx]
+        V[..., idx] = np.linalg.solve(A, r_pi[..., idx, None])[..., 0]
+        return V
+    for k in np.ndindex(r_pi.shape[:-1]):  # rare: policies that loop in different states
+        idx = np.flatnonzero(active[k])
+        A = np.eye(len(idx)) - gamma * P_pi[k][np.ix_(idx, idx)]
+        V[k][idx] = np.linalg.solve(A, r_pi[k][idx])
     return V
 
 
@@ -273,22 +282,26 @@ def policy_evaluation(
     mdp: TabularMDP, policy: np.ndarray, *, gamma: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact V^pi [S] and Q^pi [S, A] of a stochastic policy by one linear solve:
-    (I - gamma P_pi) V = r_pi on the non-terminal states."""
+    (I - gamma P_pi) V = r_pi on the non-terminal states. Several policies [..., S, A] at
+    once give [..., S] and [..., S, A]."""
     gamma = check_gamma(gamma)
-    policy = check_policy(mdp, policy)
+    policy = check_policy(mdp, policy, batched=True)
     V = _solve_values(mdp, policy, mdp.R, gamma)
     return V, mdp.R + gamma * mdp.expect(V)
 
 
 def success_probability(
     mdp: TabularMDP, policy: np.ndarray, *, horizon: int | None = None
-) -> float:
+) -> float | np.ndarray:
     """Probability that an episode from ``mdp.start`` ends in a goal state (within
-    ``horizon`` steps if given, as under Gymnasium's time limit)."""
-    policy = check_policy(mdp, policy)
+    ``horizon`` steps if given, as under Gymnasium's time limit). Without a horizon, several
+    policies [..., S, A] at once give an array [...]."""
     enter_goal = mdp.expect(mdp.goal.astype(float))  # P(next state is a goal | s, a)
     if horizon is None:
-        return float(_solve_values(mdp, policy, enter_goal, 1.0)[mdp.start])
+        policy = check_policy(mdp, policy, batched=True)
+        p = _solve_values(mdp, policy, enter_goal, 1.0)[..., mdp.start]
+        return float(p) if policy.ndim == 2 else p
+    policy = check_policy(mdp, policy)
     return float(finite_horizon_values(mdp, horizon, policy=policy, reward=enter_goal)[mdp.start])
 
 

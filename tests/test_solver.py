@@ -260,7 +260,7 @@ def test_non_convergence_is_an_error():
 
 def test_bad_policy_shapes_and_rows():
     lake = make_lake("4x4")
-    with pytest.raises(ValueError, match=r"shape \(S, A\) = \(16, 4\)"):
+    with pytest.raises(ValueError, match=r"\(S, A\) = \(16, 4\), got \(4, 4\)"):
         policy_evaluation(lake, np.full((4, 4), 0.25))
     with pytest.raises(ValueError, match="probability distributions"):
         policy_evaluation(lake, np.full((16, 4), 0.3))
@@ -283,3 +283,23 @@ def test_visitation_of_many_policies_equals_one_at_a_time(kw):
             np.testing.assert_allclose(many[i, j], one, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match=r"\(\.\.\., S, A\) with \(S, A\) = \(16, 4\)"):
         state_visitation(lake, policies[..., :3])
+
+
+def test_success_and_values_of_many_policies_equal_one_at_a_time():
+    lake = make_lake("8x8", slippery=True)
+    policies = np.random.default_rng(4).dirichlet(np.ones(4), size=(3, 64))
+    many_p = success_probability(lake, policies)
+    many_v, many_q = policy_evaluation(lake, policies, gamma=0.95)
+    assert many_p.shape == (3,) and many_v.shape == (3, 64) and many_q.shape == (3, 64, 4)
+    for i in range(3):
+        assert many_p[i] == pytest.approx(success_probability(lake, policies[i]), rel=1e-12)
+        np.testing.assert_allclose(
+            many_v[i], policy_evaluation(lake, policies[i], gamma=0.95)[0], rtol=1e-12
+        )
+    # different looping states per policy take the per-policy path and still agree
+    stuck = policies.copy()
+    stuck[0, :, :] = 0.0
+    stuck[0, :, 0] = 1.0  # always left: loops against the west wall, never ends
+    loops = success_probability(lake, stuck)
+    assert loops[0] == 0.0
+    assert loops[1] == pytest.approx(success_probability(lake, policies[1]), rel=1e-12)
