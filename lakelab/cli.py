@@ -18,8 +18,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar, closed at the end."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=unit, desc=desc, disable=quiet))
+        bars[0].n = done
+        bars[0].refresh()
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _solve(args: argparse.Namespace) -> int:
@@ -54,8 +75,6 @@ def _lake(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from tqdm import tqdm
-
     from lakelab.config import config_from_dict, load_config, preset
     from lakelab.runs import run_lake
 
@@ -74,17 +93,8 @@ def _lake(args: argparse.Namespace) -> int:
         if v is not None
     }
     config = config_from_dict(changes, base=config)
-    bars: list[tqdm] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="step", desc="fine-tuning", disable=args.quiet))
-        bars[0].n = done
-        bars[0].refresh()
-
-    paths = run_lake(config, args.out, progress=progress, workers=args.workers)
-    for bar in bars:
-        bar.close()
+    with progress_bar("fine-tuning", "step", quiet=args.quiet) as progress:
+        paths = run_lake(config, args.out, progress=progress, workers=args.workers)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -93,8 +103,6 @@ def _lm(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from tqdm import tqdm
-
     from lakelab.lm.config import preset
     from lakelab.lm.runs import run_lm
 
@@ -109,17 +117,8 @@ def _lm(args: argparse.Namespace) -> int:
         if v is not None
     }
     config = config.replace(**changes)
-    bars: list[tqdm] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="step", desc="training", disable=args.quiet))
-        bars[0].n = done
-        bars[0].refresh()
-
-    paths = run_lm(config, args.out, progress=progress)
-    for bar in bars:
-        bar.close()
+    with progress_bar("training", "step", quiet=args.quiet) as progress:
+        paths = run_lm(config, args.out, progress=progress)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -128,8 +127,6 @@ def _sweep(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from tqdm import tqdm
-
     from lakelab.config import config_from_dict, preset
     from lakelab.sweep import SweepSpec, grid_points, load_sweep, parse_grid_option, run_sweep
 
@@ -145,25 +142,16 @@ def _sweep(args: argparse.Namespace) -> int:
         spec = SweepSpec(base, grid_points(dict(parse_grid_option(g) for g in args.grid)))
     else:
         raise ValueError("give a sweep file (TOML or JSON) or at least one --grid knob=v1,v2")
-    bars: list[tqdm] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="cell", desc="sweep", disable=args.quiet))
-        bars[0].n = done
-        bars[0].refresh()
-
-    paths = run_sweep(
-        spec,
-        args.out,
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        retry_failed=args.retry_failed,
-        progress=progress,
-    )
-    for bar in bars:
-        bar.close()
+    with progress_bar("sweep", "cell", quiet=args.quiet) as progress:
+        paths = run_sweep(
+            spec,
+            args.out,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            retry_failed=args.retry_failed,
+            progress=progress,
+        )
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

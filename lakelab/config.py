@@ -85,8 +85,8 @@ class LakeConfig:
         from lakelab.lakes import make_lake
 
         make_lake(self.lake, slippery=self.slippery, success_rate=self.success_rate)
-        _real("gamma", self.gamma, 0.0, 1.0, "[0, 1)", high_open=True)
-        _real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real("gamma", self.gamma, 0.0, 1.0, "[0, 1)", high_open=True)
+        check_real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
         if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
             raise ValueError(
                 f"tau * log 4 / (1 - gamma) = {self.tau * math.log(4) / (1 - self.gamma):.3g} "
@@ -102,19 +102,21 @@ class LakeConfig:
             "seeds",
             "max_len",
         ):
-            _positive_int(name, getattr(self, name))
-        _nonneg_int("steps", self.steps)
-        _nonneg_int("first_seed", self.first_seed)
-        _real("optimum_lr", self.optimum_lr, 0.0, math.inf, "(0, inf)", low_open=True)
-        _real("lr", self.lr, 0.0, math.inf, "(0, inf)", low_open=True)
-        _real("optimum_kl_target", self.optimum_kl_target, 0.0, math.inf, "(0, inf)", low_open=True)
-        _real(
+            check_positive_int(name, getattr(self, name))
+        check_nonneg_int("steps", self.steps)
+        check_nonneg_int("first_seed", self.first_seed)
+        check_real("optimum_lr", self.optimum_lr, 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real("lr", self.lr, 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real(
+            "optimum_kl_target", self.optimum_kl_target, 0.0, math.inf, "(0, inf)", low_open=True
+        )
+        check_real(
             "explored_share", self.explored_share, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True
         )
-        _choice("activation", self.activation, ("relu", "tanh"))
-        _choice("chosen", self.chosen, CHOSEN_MODES)
-        _choice("negatives", self.negatives, NEGATIVE_MODES)
-        _choice("offline_source", self.offline_source, OFFLINE_SOURCES)
+        check_choice("activation", self.activation, ("relu", "tanh"))
+        check_choice("chosen", self.chosen, CHOSEN_MODES)
+        check_choice("negatives", self.negatives, NEGATIVE_MODES)
+        check_choice("offline_source", self.offline_source, OFFLINE_SOURCES)
         if isinstance(self.methods, str) or not self.methods:
             raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -153,7 +155,7 @@ class LakeConfig:
         return json.dumps(d, sort_keys=True)
 
 
-def _real(name, value, low, high, interval, *, low_open=False, high_open=False) -> None:
+def check_real(name, value, low, high, interval, *, low_open=False, high_open=False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (
@@ -163,17 +165,17 @@ def _real(name, value, low, high, interval, *, low_open=False, high_open=False) 
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
-def _positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _nonneg_int(name: str, value: Any) -> None:
+def check_nonneg_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
 

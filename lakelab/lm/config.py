@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakelab.config import _choice, _nonneg_int, _positive_int, _real
+from lakelab.config import check_choice, check_nonneg_int, check_positive_int, check_real
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
 from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
@@ -83,22 +83,22 @@ class LMConfig:
 
     def __post_init__(self) -> None:
         for name in ("size", "n_train", "n_test", "max_moves", "corpus_per_lake", "batch_size"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("pretrain_log_every", "log_every", "seeds"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("pretrain_steps", "align_steps", "lake_seed", "first_seed"):
-            _nonneg_int(name, getattr(self, name))
-        _real("p_frozen", self.p_frozen, 0.0, 1.0, "(0, 1]", low_open=True)
-        _real("gamma", self.gamma, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True)
-        _real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+            check_nonneg_int(name, getattr(self, name))
+        check_real("p_frozen", self.p_frozen, 0.0, 1.0, "(0, 1]", low_open=True)
+        check_real("gamma", self.gamma, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True)
+        check_real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
         if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
             raise ValueError(
                 f"tau * log 4 / (1 - gamma) must be < 1, got tau={self.tau}, "
                 f"gamma={self.gamma}: the soft optimum would wander instead of finishing"
             )
         for name in ("pretrain_lr", "align_lr"):
-            _real(name, getattr(self, name), 0.0, math.inf, "(0, inf)", low_open=True)
-        _real("weight_decay", self.weight_decay, 0.0, math.inf, "[0, inf)")
+            check_real(name, getattr(self, name), 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real("weight_decay", self.weight_decay, 0.0, math.inf, "[0, inf)")
         mix = tuple(self.corpus_mix)
         if len(mix) != 3 or any(not isinstance(x, int | float) or x < 0 for x in mix):
             raise ValueError(f"corpus_mix must be 3 shares >= 0, got {self.corpus_mix!r}")
@@ -117,7 +117,7 @@ class LMConfig:
                 f"max_moves {self.max_moves} and the end token needs block_size >= "
                 f"{self.seq_len - 1}; model {self.model!r} has {model.block_size}"
             )
-        _choice("negatives", self.negatives, NEGATIVE_MODES)
+        check_choice("negatives", self.negatives, NEGATIVE_MODES)
         if isinstance(self.methods, str) or not self.methods:
             raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
