@@ -7,8 +7,8 @@ bad input. Pages:
 - Lake: presets, seeded random lakes or a typed map; optimal values, policy, soft optimum.
 - Experiment: the Frozen Lake alignment experiment (``lakelab.runs.run_lake``), resumable.
 - Objective explorer: each objective's loss and gradients over chosen/rejected log-probs.
-
-An LM page joins once the LM track (``lakelab/lm/``) lands: one more ``st.Page`` below.
+- LM: a run of the tiny-transformer track (``lakelab lm``), and the plans its models write
+  for a lake you type, executed in the real env.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ PAGES = [
     st.Page(f"{PAGES_DIR}/lake.py", title="Lake", icon=":material/grid_on:", default=True),
     st.Page(f"{PAGES_DIR}/experiment.py", title="Experiment", icon=":material/science:"),
     st.Page(f"{PAGES_DIR}/explorer.py", title="Objective explorer", icon=":material/function:"),
+    st.Page(f"{PAGES_DIR}/lm.py", title="LM", icon=":material/smart_toy:"),
 ]
 
 st.set_page_config(page_title="lakelab", layout="wide")

@@ -9,18 +9,29 @@ import math
 from collections import deque
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from lakelab.app_pages.formulas import FORMULAS
 from lakelab.config import config_from_dict
-from lakelab.lakes import random_lake
+from lakelab.lakes import make_lake, random_lake
+from lakelab.lm.config import PRESETS as LM_PRESETS
+from lakelab.lm.metrics import execute
+from lakelab.lm.model import generate
+from lakelab.lm.runs import checkpoint_path, load_checkpoint, run_lm
+from lakelab.lm.tokenizer import ACTION_IDS, END_ID, decode, encode, parse_plan, prompt_text
 from lakelab.registry import OBJECTIVES
 from lakelab.runs import cell_path, load_cell
+from lakelab.solver import soft_value_iteration
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 EXPERIMENT = "lakelab/app_pages/experiment.py"
 EXPLORER = "lakelab/app_pages/explorer.py"
 LAKE = "lakelab/app_pages/lake.py"
+LM = "lakelab/app_pages/lm.py"
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 
@@ -256,3 +267,169 @@ def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     assert cell_path(out, "sft", 0).stat().st_mtime_ns == stamp
     assert list(app.dataframe[1].value.index) == [0, 1]
     assert app.dataframe[0].value.loc["sft", "seeds"] == 2
+
+
+# -- LM page ----------------------------------------------------------------------------------
+
+# the quick preset (micro model, SFT, IFT, DPO) on fewer lakes and steps: seconds, not a minute
+LM_SMALL = LM_PRESETS["quick"].replace(
+    n_train=32, n_test=8, batch_size=16, pretrain_steps=20, pretrain_log_every=10,
+    align_steps=4, log_every=2,
+)  # fmt: skip
+GYMNASIUM_4X4 = ("SFFF", "FHFH", "FFFH", "HFFG")
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lm") / "small"
+    run_lm(LM_SMALL, out)
+    plt.close("all")  # the run's figure
+    return out
+
+
+def open_lm_run(start, out: Path):
+    app = start(LM)
+    app.text_input(key="lm_path").input(str(out)).run()
+    assert not app.exception and not app.error
+    return app
+
+
+def grid_walk(rows: tuple[str, ...], plan: list[int]) -> tuple[str, int]:
+    """(character of the last cell reached, moves made) stepping on the map itself: L D R U,
+    walls keep the agent in place, a hole or the goal ends the walk (written here)."""
+    r = c = 0
+    for k, a in enumerate(plan):
+        dr, dc = ((0, -1), (1, 0), (0, 1), (-1, 0))[a]
+        r, c = min(max(r + dr, 0), len(rows) - 1), min(max(c + dc, 0), len(rows[0]) - 1)
+        if rows[r][c] in "HG":
+            return rows[r][c], k + 1
+    return rows[r][c], len(plan)
+
+
+def test_lm_page_without_a_run_runs_the_quick_preset(start, tmp_path, monkeypatch):
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # no results/ here
+    tiny = LM_SMALL.replace(model="nano", pretrain_steps=4, pretrain_log_every=4, align_steps=2)
+    monkeypatch.setitem(LM_PRESETS, "quick", tiny)  # what the page's button runs
+    app = start(LM)
+    assert not app.error and not app.dataframe and not app.metric
+    assert "lakelab lm --preset quick --out results/lm-quick" in app.info[0].value
+    app.button(key="run_lm_quick").click().run()
+    assert not app.exception and not app.error and not app.info
+    out = tmp_path / "app-lm"  # $LAKELAB_APP_RUNS/app-lm
+    assert app.selectbox(key="lm_run").value == str(out)
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    pd.testing.assert_frame_equal(app.dataframe[0].value, summary)
+    assert list(summary.index) == ["base", *tiny.methods] and (summary["seeds"] == 1).all()
+    assert len(app.image) == 2  # figure.png and the plan on the lake
+
+
+def test_lm_page_shows_the_run_summary(start, lm_run):
+    app = open_lm_run(start, lm_run)
+    summary = pd.read_csv(lm_run / "summary.csv").set_index("method")
+    shown = app.dataframe[0].value
+    pd.testing.assert_frame_equal(shown, summary)
+    assert list(shown.index) == ["base", "sft", "ift", "dpo"]
+    assert not app.info  # every cell finished
+    assert app.selectbox(key="lm_method").options == ["base", "sft", "ift", "dpo"]
+    assert app.image[0].value  # figure.png
+
+
+def checked_outcomes(table: pd.DataFrame, rows: tuple[str, ...]) -> list[str]:
+    """Assert each plan's reported outcome is what the real env (and a walk on the map) make
+    of the same response; returns the outcomes."""
+    env = make_lake("/".join(rows)).make_env()
+    shortest = moves_to_goal(rows)
+    for name, row in table.iterrows():
+        plan = parse_plan(row["response"])
+        if plan is None:
+            assert row["outcome"] == "not a plan", name
+            continue
+        reached, moves = execute(env, plan)
+        cell, walked = grid_walk(rows, plan)
+        assert (moves, reached) == (walked, cell == "G"), name
+        expected = {"G": "reached the goal", "H": "fell in a hole"}.get(cell, "ran out of moves")
+        got = (row["outcome"], row["moves made"], row["plan length"], row["shortest"])
+        assert got == (expected, moves, len(plan), reached and moves == len(plan) == shortest), name
+    return list(table["outcome"])
+
+
+def test_lm_page_plans_are_the_models_and_run_in_the_env(start, lm_run):
+    app = open_lm_run(start, lm_run)
+    app.selectbox(key="lm_method").select("sft")
+    app.number_input(key="lm_samples").set_value(6)
+    app.number_input(key="lm_sample_seed").set_value(3)
+    app.text_area(key="lm_map").input("\n".join(GYMNASIUM_4X4)).run()
+    assert not app.exception and not app.error
+    table = app.dataframe[1].value
+    assert list(table.index) == ["greedy"] + [f"sample {k}" for k in range(1, 7)]
+
+    # the responses are the checkpoint's: greedy, and 6 samples from generator seed 3
+    model = load_checkpoint(checkpoint_path(lm_run, "sft", 0), LM_SMALL)
+    prompt = torch.tensor([encode(prompt_text(GYMNASIUM_4X4))])
+    max_new = LM_SMALL.max_moves + 1
+    assert table.loc["greedy", "response"] == decode(generate(model, prompt, max_new)[0])
+    gen = torch.Generator().manual_seed(3)
+    sampled = generate(
+        model, prompt.expand(6, -1), max_new, greedy=False, temperature=1.0, generator=gen
+    )
+    for k, ids in enumerate(sampled, start=1):
+        assert table.loc[f"sample {k}", "response"] == decode(ids).rstrip("_")
+
+    # each outcome is what the env makes of the plan, here and on a lake without holes
+    seen = checked_outcomes(table, GYMNASIUM_4X4)
+    greedy = table.loc["greedy"]
+    shown = metrics(app)
+    assert shown["Greedy plan"] == greedy["outcome"]
+    assert shown["Moves made"] == str(greedy["moves made"])
+    assert shown["Shortest plan (solver)"] == str(moves_to_goal(GYMNASIUM_4X4)) == "6"
+    solver_plan = shown["Solver's plan"]
+    app.text_area(key="lm_map").input("SFFF/FFFF/FFFF/FFFG").run()
+    seen += checked_outcomes(app.dataframe[1].value, ("SFFF", "FFFF", "FFFF", "FFFG"))
+    assert {"reached the goal", "fell in a hole"} <= set(seen), seen  # both kinds checked
+
+    # token KL to pi* along the solver's plan, computed here from the model's logits
+    best = parse_plan(solver_plan)
+    assert grid_walk(GYMNASIUM_4X4, best) == ("G", 6) and solver_plan.endswith(".")
+    lake = make_lake("/".join(GYMNASIUM_4X4))
+    pi = soft_value_iteration(lake, tau=LM_SMALL.tau, gamma=LM_SMALL.gamma).policy  # [S, A]
+    tokens = encode(prompt_text(GYMNASIUM_4X4) + solver_plan)
+    with torch.no_grad():
+        logp = model(torch.tensor([tokens[:-1]]))[0].log_softmax(-1).double().numpy()  # (T, V)
+    first, s, kls = len(prompt_text(GYMNASIUM_4X4)) - 1, lake.start, []
+    for t, a in enumerate(best):
+        q = pi[s]
+        kls.append(np.sum(q * (np.log(np.maximum(q, 1e-300)) - logp[first + t, ACTION_IDS])))
+        s = int(lake.next_states[s, a, 0])
+    kls.append(-logp[first + len(best), END_ID])  # after the last move: the end token, p = 1
+    app.text_area(key="lm_map").input("\n".join(GYMNASIUM_4X4)).run()
+    kl = float(metrics(app)["Token KL to pi* (optimal plan)"])
+    assert kl == pytest.approx(np.mean(kls), abs=1e-4)
+
+
+def test_lm_page_bad_lake_or_run_shows_lakelab_error(start, lm_run, tmp_path):
+    app = open_lm_run(start, lm_run)
+    app.text_area(key="lm_map").input("SFFF\nFHXH\nFFFH\nHFFG").run()
+    assert not app.exception
+    assert "unknown character 'X' at row 1, column 2" in errors(app)[0]
+    assert not app.metric and len(app.dataframe) == 1  # the run's summary stays
+    app.text_area(key="lm_map").input("SFF/FHF/FFG").run()
+    assert errors(app) == [
+        "the models of this run read 4x4 lakes; this map is 3x3 (type 4 rows of 4 cells)"
+    ]
+    app.text_area(key="lm_map").input("SFFF/FFFF/FFFF/FFFG").run()
+    assert not app.error and metrics(app)["Shortest plan (solver)"] == "6"
+    app.number_input(key="lm_lake_seed").set_value(5)
+    app.button(key="run_random_lake").click().run()  # a random lake of the run's kind
+    rows = random_lake(4, p_frozen=LM_SMALL.p_frozen, seed=5).desc
+    assert app.text_area(key="lm_map").value == "\n".join(rows)
+    assert metrics(app)["Shortest plan (solver)"] == str(moves_to_goal(rows))
+    # a directory that is not an LM run
+    (tmp_path / "lake-run").mkdir()
+    (tmp_path / "lake-run" / "config.json").write_text(json.dumps({"lake": "4x4", "steps": 10}))
+    app.text_input(key="lm_path").input(str(tmp_path / "lake-run")).run()
+    assert not app.exception
+    assert "is not an LM config" in errors(app)[0]
+    app.text_input(key="lm_path").input(str(tmp_path / "nowhere")).run()
+    assert "is not a run directory of `lakelab lm`" in errors(app)[0]

@@ -34,7 +34,7 @@ from nbclient.exceptions import CellExecutionError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.py"))
-SLOW = {"03_reproducing_ift_frozen_lake"}  # ~1 min of training: executed once, not twice
+SLOW = {"03_reproducing_ift_frozen_lake", "04_tiny_lm_alignment"}  # ~1 min of training each
 CELL_TIMEOUT = 600  # seconds per cell; the whole-notebook limit is the pytest timeout below
 NOTEBOOK_TIMEOUT = 900
 

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 from matplotlib.figure import Figure
 
-PAGE_PREFIXES = ("lake_", "exp_", "obj_")
+PAGE_PREFIXES = ("lake_", "exp_", "obj_", "lm_")
 """Widget keys of each page start with its prefix. Buttons must not (Streamlit forbids
 setting a button's state), so they are named ``run_*`` / ``download_*``."""
 

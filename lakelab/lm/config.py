@@ -2,8 +2,9 @@
 
 Every choice is ours (no paper fixes them), named and documented here; ``lakelab lm --help``
 changes the most common ones. A bad field raises ``ValueError`` naming it and what is allowed.
-Presets: ``quick`` (4x4 lakes, seconds, the tests run it) and ``default`` (6x6 lakes, a weaker
-base, so that the objectives can be told apart; the README's table).
+Presets: ``quick`` (tens of seconds, three objectives, the tests run it) and ``default`` (every
+objective, 3 seeds, a base pre-trained just enough that the objectives can be told apart; the
+README's table). Both use 4x4 lakes: at this budget 4x4 does not saturate.
 """
 
 from __future__ import annotations
