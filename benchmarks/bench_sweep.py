@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sweep.py [--points 8] [--workers 2]
 
-In one run, on the same grid (the `quick` preset, SFT and DPO, ``--points`` values of lr):
+In one run, on the same grid (the `paper` preset, SFT and DPO, ``--points`` values of lr):
 
 1. sequential: every cell in this process (``workers=1``);
 2. local pool: ``--workers`` spawned processes (start-up included, as a user pays it);
@@ -32,17 +32,17 @@ def timed_sweep(spec: SweepSpec, **kw) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--points", type=int, default=8)
+    parser.add_argument("--points", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    base = preset("quick").replace(methods=("sft", "dpo"))
-    lrs = [0.005 + 0.005 * i for i in range(args.points)]
+    base = preset("paper").replace(methods=("sft", "dpo"))
+    lrs = [0.01 + 0.005 * i for i in range(args.points)]
     spec = SweepSpec(base, tuple({"lr": lr} for lr in lrs))
     cells = len(spec.cells())
 
     t_seq = timed_sweep(spec, workers=1)
     t_pool = timed_sweep(spec, workers=args.workers)
-    print(f"{cells} cells (quick preset: {base.seeds} seeds x {base.steps} steps each)")
+    print(f"{cells} cells (paper preset: {base.seeds} seeds x {base.steps} steps each)")
     print()
     print("| backend | seconds | cells/s | vs sequential |")
     print("|---|---|---|---|")
