@@ -24,8 +24,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# one pytest worker per core, whole files per worker (module fixtures are built once)
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 app: $(VENV)/.installed
 	$(VENV)/bin/streamlit run app.py
