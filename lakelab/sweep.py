@@ -45,6 +45,7 @@ from typing import Any
 from lakelab.config import LakeConfig, config_from_dict, preset
 from lakelab.io import atomic_write_json
 from lakelab.registry import OBJECTIVES
+from lakelab.runs import SUMMARY_METRICS
 
 BACKENDS = ("local", "ray")
 FIELDS = tuple(f.name for f in fields(LakeConfig))
@@ -210,17 +211,7 @@ def run_cell(config: LakeConfig, method: str) -> dict[str, Any]:
     return {**status, "seconds": time.perf_counter() - start}
 
 
-_FINAL_KEYS = (
-    "param_mse",
-    "kl_uniform",
-    "kl_visitation",
-    "success",
-    "return",
-    "logp_optimal",
-    "logp_suboptimal",
-    "explored_cells",
-    "explored_overlap",
-)
+_FINAL_KEYS = SUMMARY_METRICS  # the final metrics of a run, as in summary.csv
 
 
 def cell_file(out: Path, cell: Cell) -> Path:
