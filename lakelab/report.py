@@ -32,12 +32,13 @@ def experiment_figure(
     ncol = max(len(CURVES), len(methods))
     fig, axes = plt.subplots(2, ncol, figsize=(3.1 * ncol, 6.4), squeeze=False)
     colors = plt.get_cmap("tab10")
+    by_method = dict(tuple(metrics.groupby("method", sort=False)))
     for j, (key, title) in enumerate(CURVES):
         ax = axes[0, j]
         for c, method in enumerate(methods):
-            df = metrics[metrics["method"] == method]
-            steps = sorted(df["step"].unique())
-            stats = [ci95(df[df["step"] == s][key].to_numpy()) for s in steps]
+            by_step = by_method[method].groupby("step")[key]
+            steps = list(by_step.groups)
+            stats = [ci95(values.to_numpy()) for _, values in by_step]
             mean = np.array([m for m, _ in stats])
             half = np.array([h for _, h in stats])
             ax.plot(steps, mean, label=method, color=colors(c))
@@ -59,5 +60,6 @@ def experiment_figure(
         f"negatives={config.negatives}: mean and 95% interval",
         fontsize=10,
     )
-    fig.tight_layout()
+    # fixed margins: tight_layout measured every label first, a third of the figure's cost
+    fig.subplots_adjust(left=0.035, right=0.97, top=0.89, bottom=0.07, wspace=0.45, hspace=0.4)
     return fig
