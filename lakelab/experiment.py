@@ -81,16 +81,16 @@ class Setup:
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the setting.
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the previous setting.
 
-    The experiment's tensors are tiny (10 seeds x a few hundred tokens): splitting an op over
-    threads costs more than it saves, and on a shared 2-core machine waiting for the second
-    thread made steps about 4x slower (measured). One thread also makes the numbers
-    independent of the machine's core count.
+    Both tracks train with one: their tensors are tiny (10 seeds x a few hundred tokens here),
+    splitting an op over threads costs more than it saves, and on a shared 2-core machine
+    waiting for the second thread made steps about 4x slower (measured). One thread also makes
+    the numbers independent of the machine's core count.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -98,7 +98,7 @@ def one_thread() -> Iterator[None]:
 
 
 def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
-    with one_thread():
+    with torch_threads(1):
         return _build_setup(config, seeds)
 
 
@@ -230,7 +230,7 @@ def train_method(
 ) -> MethodResult:
     """Fine-tune theta_0 with ``method`` for the given seeds (indices into ``setup.seeds``),
     all seeds in one batched computation."""
-    with one_thread():
+    with torch_threads(1):
         return _train(setup, method, seed_index, progress)
 
 

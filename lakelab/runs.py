@@ -90,26 +90,37 @@ def cell_path(out: Path, method: str, seed: int) -> Path:
     return out / "cells" / f"{method}-seed{seed}.json"
 
 
-def load_cell(path: Path, config: LakeConfig, method: str, seed: int) -> dict | None:
-    """A finished cell's content, or None if missing, unreadable or from another protocol."""
+def n_logs(steps: int, every: int) -> int:
+    """Rows of a curve logged at every multiple of ``every`` and at the last step."""
+    return len(range(0, steps + 1, every)) + (steps % every != 0)
+
+
+def read_cell(path: Path, protocol: str, method: str, seed: int, rows: int) -> dict | None:
+    """A finished cell file of a run directory (either track), or None: missing, unreadable,
+    another protocol, method or seed, or not all ``rows`` logged (a partial file)."""
     try:
         cell = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    # rows are logged at every multiple of log_every and at the last step
-    n_logs = len(range(0, config.steps + 1, config.log_every)) + (
-        config.steps % config.log_every != 0
-    )
     ok = (
         isinstance(cell, dict)
-        and cell.get("protocol") == config.fingerprint()
+        and cell.get("protocol") == protocol
         and cell.get("method") == method
         and cell.get("seed") == seed
         and isinstance(cell.get("rows"), list)
-        and len(cell["rows"]) == n_logs
-        and all(k in cell for k in ("explored", "state_error", "final_policy"))
+        and len(cell["rows"]) == rows
     )
     return cell if ok else None
+
+
+def load_cell(path: Path, config: LakeConfig, method: str, seed: int) -> dict | None:
+    """A finished cell's content, or None if missing, unreadable or from another protocol."""
+    cell = read_cell(
+        path, config.fingerprint(), method, seed, n_logs(config.steps, config.log_every)
+    )
+    if cell is None or not all(k in cell for k in ("explored", "state_error", "final_policy")):
+        return None
+    return cell
 
 
 def run_lake(
@@ -124,7 +135,7 @@ def run_lake(
     ``progress(done_steps, total_steps)`` is called as training advances (per step with one
     worker, per finished method with several). ``workers`` > 1 trains that many methods at
     once in separate processes; the numbers are the same either way (each method's
-    computation does not depend on where it runs, see ``experiment.one_thread``). Each
+    computation does not depend on where it runs, see ``experiment.torch_threads``). Each
     method's cells are written as soon as it finishes, so an error or interruption loses
     only the methods still running.
     """

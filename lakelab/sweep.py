@@ -25,7 +25,7 @@ runs those again.
 Backends: ``local`` (default; ``workers`` processes, or this process when ``workers=1``) and
 ``ray`` (the same cells as Ray tasks, on a local Ray or the cluster at ``address``; needs the
 ``lakelab[ray]`` extra). Results do not depend on the backend: a cell's numbers depend only
-on its protocol (``experiment.one_thread``).
+on its protocol (``experiment.torch_threads``).
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from lakelab.experiment import torch_threads
 from lakelab.lakes import random_lake
 from lakelab.lm import tokenizer as tok
 from lakelab.lm.data import Tokens, to_tokens
 from lakelab.lm.model import MODEL_PRESETS, ModelConfig, TinyGPT, generate, model_config
-from lakelab.lm.runs import torch_threads
 from lakelab.lm.train import token_logps
 from lakelab.registry import SequenceLogps, compute_objective
 from tests.helpers import assert_close

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lakelab.cli import main
+from lakelab.experiment import torch_threads
 from lakelab.lm import runs
 from lakelab.lm.config import PRESETS, LMConfig
 from lakelab.lm.metrics import evaluate, held_out
@@ -49,7 +50,7 @@ def test_checkpoints_are_state_dicts_of_the_final_models(quick_run):
         assert set(saved) == {"protocol", "state_dict"}
         model = load_checkpoint(path, cfg)
         final = json.loads(cell_path(quick_run, method, 0).read_text())["rows"][-1]
-        with runs.torch_threads(1):
+        with torch_threads(1):
             got = evaluate(model, held)
         assert got == pytest.approx({k: final[k] for k in got}, rel=1e-6, abs=1e-9)
     assert load_checkpoint(path, cfg.replace(tau=0.02)) is None  # another protocol

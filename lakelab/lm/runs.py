@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from lakelab.experiment import torch_threads
 from lakelab.io import atomic_save_figure, atomic_write_bytes, atomic_write_json, atomic_write_text
 from lakelab.lm.config import LMConfig, fingerprint
 from lakelab.lm.data import SeedData, seed_data
@@ -37,20 +37,9 @@ from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.train import ReferenceCache, align, pretrain
 from lakelab.registry import get_objective
-from lakelab.runs import ci95
+from lakelab.runs import ci95, n_logs, read_cell
 
 BASE = "base"
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads, then restore the previous setting."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def cell_path(out: Path, method: str, seed: int) -> Path:
@@ -61,30 +50,13 @@ def checkpoint_path(out: Path, method: str, seed: int) -> Path:
     return out / "checkpoints" / f"{method}-seed{seed}.pt"
 
 
-def n_logs(steps: int, every: int) -> int:
-    """Rows of a curve logged at every multiple of ``every`` and at the last step."""
-    return len(range(0, steps + 1, every)) + (steps % every != 0)
-
-
 def load_cell(out: Path, config: LMConfig, method: str, seed: int) -> dict | None:
     """A finished cell's content, or None if missing, unreadable or from another protocol."""
-    try:
-        cell = json.loads(cell_path(out, method, seed).read_text())
-    except (OSError, ValueError):
-        return None
     if method == BASE:
         expected = n_logs(config.pretrain_steps, config.pretrain_log_every)
     else:
         expected = n_logs(config.align_steps, config.log_every)
-    ok = (
-        isinstance(cell, dict)
-        and cell.get("protocol") == config.fingerprint()
-        and cell.get("method") == method
-        and cell.get("seed") == seed
-        and isinstance(cell.get("rows"), list)
-        and len(cell["rows"]) == expected
-    )
-    return cell if ok else None
+    return read_cell(cell_path(out, method, seed), config.fingerprint(), method, seed, expected)
 
 
 def save_checkpoint(path: Path, model: TinyGPT, protocol: str) -> None:
