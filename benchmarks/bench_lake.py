@@ -5,10 +5,12 @@
 Measured in one process, in one run, so the machine's load affects every number alike:
 
 1. set-up (soft value iteration, theta* for 10 seeds, demos), median over ``--repeats``;
-2. training of every objective for all seeds, in this process (one worker), one run;
+2. training of every objective for all seeds in this process, all methods together
+   (``train_methods``) and one method at a time (``train_method``), one run each;
 3. the whole `lakelab lake` reproduction end to end (`run_lake`: set-up, training,
    metrics.csv, summary.csv, figure.png) into a fresh directory, with one process and with
-   one worker process per core (spawned: their start-up is included), one run each;
+   one process per core (this one and forked workers: their start-up is included), median
+   over ``--repeats``;
 4. batched vs looped seeds: ``--loop-steps`` steps of SFT and DPO for 10 seeds as one
    batched computation vs a Python loop over the seeds; median over ``--repeats``, ratio.
 
@@ -24,7 +26,7 @@ import tempfile
 import time
 
 from lakelab.config import preset
-from lakelab.experiment import build_setup, train_method
+from lakelab.experiment import build_setup, train_method, train_methods
 from lakelab.runs import run_lake
 
 
@@ -51,16 +53,18 @@ def main() -> None:
     setup = build_setup(config)
 
     t0 = time.perf_counter()
+    train_methods(setup, list(config.methods))
+    t_together = time.perf_counter() - t0
+    t0 = time.perf_counter()
     for method in config.methods:
         train_method(setup, method)
-    t_train = time.perf_counter() - t0
+    t_alone = time.perf_counter() - t0
 
-    t_e2e = {}
-    for w in sorted({1, workers}):
+    def end_to_end(w: int) -> None:
         with tempfile.TemporaryDirectory() as out:
-            t0 = time.perf_counter()
             run_lake(config, out, workers=w)
-            t_e2e[w] = time.perf_counter() - t0
+
+    t_e2e = {w: median_time(lambda w=w: end_to_end(w), args.repeats) for w in sorted({1, workers})}
 
     short = build_setup(config.replace(steps=args.loop_steps))
     ratios = {}
@@ -77,10 +81,11 @@ def main() -> None:
     print("| measurement | seconds |")
     print("|---|---|")
     print(f"| set-up (theta*, demos; median of {args.repeats}) | {t_setup:.2f} |")
-    print(f"| training, one process | {t_train:.2f} |")
+    print(f"| training, one process, all methods together | {t_together:.2f} |")
+    print(f"| training, one process, one method at a time | {t_alone:.2f} |")
     for w, t in t_e2e.items():
         procs = f"{w} process{'es' if w > 1 else ''}"
-        print(f"| end to end, {procs} | {t:.2f} |")
+        print(f"| end to end, {procs} (median of {args.repeats}) | {t:.2f} |")
         print(f"| end to end minus set-up, {procs} | {t - t_setup:.2f} |")
     print()
     print(f"| {n_seeds} seeds, {args.loop_steps} steps | batched s | looped s | looped / batched |")

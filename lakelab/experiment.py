@@ -24,7 +24,6 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from functools import cached_property
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ import torch
 from lakelab import policy as mlp
 from lakelab.config import LakeConfig
 from lakelab.lakes import Lake, make_lake
+from lakelab.negatives import OnlineNegatives
 from lakelab.optim import Adam
 from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.residual import temporal_residual
@@ -48,19 +48,20 @@ from lakelab.trajectories import (
     Trajectory,
     optimal_and_suboptimal_routes,
     sample,
-    sample_many,
     to_batch,
 )
 
 # Streams of the per-seed random generators: np.random.default_rng([seed, STREAM]).
 DEMOS, OFFLINE, CHOSEN_BATCHES, REJECTED_BATCHES, ONLINE_NEGATIVES = 1, 2, 3, 4, 5
 MAX_RESAMPLE_ROUNDS = 8  # demos and offline samples, drawn once per run
-ONLINE_DRAWS = 2  # online negatives: episodes drawn per step, per seed, per batch slot
 
 
-@dataclass
+@dataclass(frozen=True)
 class Setup:
-    """Everything shared by the methods of one run, for the seeds it was built for."""
+    """Everything shared by the methods of one run, for the seeds it was built for.
+
+    Frozen: worker processes receive it pickled while this process goes on training, so it
+    must not change after it is built (a lazily cached attribute once did, mid-pickle)."""
 
     config: LakeConfig
     lake: Lake
@@ -73,11 +74,7 @@ class Setup:
     offline: list[Episodes]  # per seed: the offline rejected pool
     optimal_route: Trajectory
     suboptimal_route: Trajectory | None
-
-    @cached_property
-    def chosen_hashes(self) -> list[np.ndarray]:
-        """Per seed, the hashes of its chosen trajectories (a rejected one must differ)."""
-        return [np.unique(pool.hashes()) for pool in self.chosen]
+    chosen_hashes: list[np.ndarray]  # per seed: its chosen trajectories' hashes, unique
 
 
 @contextmanager
@@ -148,8 +145,9 @@ def _build_setup(config: LakeConfig, seeds: list[int] | None) -> Setup:
         else:
             rng = np.random.default_rng([seed, OFFLINE])
             offline.append(_excluding(lake, p0[n], pool, config.batch_size, rng, config.max_len))
+    hashes = [np.unique(pool.hashes()) for pool in chosen]
     return Setup(
-        config, lake, optimum, seeds, theta0, theta_star, kl, chosen, offline, best, second
+        config, lake, optimum, seeds, theta0, theta_star, kl, chosen, offline, best, second, hashes
     )
 
 
@@ -230,80 +228,164 @@ def train_method(
 ) -> MethodResult:
     """Fine-tune theta_0 with ``method`` for the given seeds (indices into ``setup.seeds``),
     all seeds in one batched computation."""
+    return train_methods(setup, {method: seed_index}, progress=progress)[method]
+
+
+def train_methods(
+    setup: Setup,
+    todo: dict[str, list[int] | None] | list[str],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, MethodResult]:
+    """Fine-tune theta_0 with several methods at once: ``todo`` maps each method to its seed
+    indices (None: all seeds), or lists methods (all seeds each).
+
+    Every (method, seed) pair is one row of one stacked set of parameters, so the policy
+    table, the sampling of online negatives, the backward pass, Adam and the exact metrics run
+    once per step for all methods rather than once per method; only the objectives (and their
+    batches) are per method. Each row still gets exactly its own gradient: the total loss is
+    a sum over methods and seeds of each one's batch-mean loss. ``progress(k)`` is called
+    with the number of methods after each step.
+    """
+    if not isinstance(todo, dict):
+        todo = dict.fromkeys(todo)
     with torch_threads(1):
-        return _train(setup, method, seed_index, progress)
+        return _train(setup, todo, progress)
 
 
-def _train(setup, method, seed_index, progress) -> MethodResult:
+@dataclass
+class _Group:
+    """One method's seeds within a joint run: rows ``rows`` of the stacked parameters."""
+
+    method: str
+    hp: dict
+    idx: list[int]  # indices into setup.seeds
+    rows: slice
+    chosen_pool: Batch  # (N, P, T): each seed's chosen trajectories
+    chosen_rows: np.ndarray  # (steps, N, B): which ones each step trains on
+    offline_pool: Batch
+    offline_rows: np.ndarray
+    online: bool  # rejected batches sampled from the current policy
+    seeds: list[int]
+    explored: torch.Tensor  # (N, S): input mass trained on so far
+    logps: SequenceLogps | None = None  # the last step's batch, for the objective's metrics
+    loss: torch.Tensor | None = None  # the last step's loss
+
+
+def _groups(setup: Setup, todo: dict[str, list[int] | None]) -> list[_Group]:
+    cfg, groups, first = setup.config, [], 0
+    for method, seed_index in todo.items():
+        objective = get_objective(method)
+        idx = list(range(len(setup.seeds))) if seed_index is None else list(seed_index)
+        seeds = [setup.seeds[i] for i in idx]
+        groups.append(
+            _Group(
+                method,
+                cfg.method_hparams(method),
+                idx,
+                slice(first, first + len(idx)),
+                to_batch([setup.chosen[i] for i in idx]),
+                _batch_rows(setup.chosen, idx, seeds, CHOSEN_BATCHES, cfg),
+                to_batch([setup.offline[i] for i in idx]),
+                _batch_rows(setup.offline, idx, seeds, REJECTED_BATCHES, cfg),
+                objective.needs_pairs and cfg.negatives == "online",
+                seeds,
+                torch.zeros(len(idx), setup.lake.n_states, dtype=torch.float64),
+            )
+        )
+        first += len(idx)
+    return groups
+
+
+def _train(setup, todo, progress) -> dict[str, MethodResult]:
     cfg, lake = setup.config, setup.lake
-    idx = list(range(len(setup.seeds))) if seed_index is None else list(seed_index)
-    seeds = [setup.seeds[i] for i in idx]
-    objective = get_objective(method)
-    hp = cfg.method_hparams(method)
-    S = lake.n_states
+    groups = _groups(setup, todo)
+    idx = [i for g in groups for i in g.idx]  # the seed of each row
     theta0 = {k: v[idx] for k, v in setup.theta0.items()}
     target = {k: v[idx] for k, v in setup.theta_star.items()}
     with torch.no_grad():
-        ref_table = mlp.state_log_probs(theta0, cfg.activation)  # (N, S, A), frozen
+        ref_table = mlp.state_log_probs(theta0, cfg.activation)  # (R, S, A), frozen
     params = mlp.clone(theta0, requires_grad=True)
     opt = Adam(params, lr=cfg.lr)
     P = torch.tensor(lake.P)
-    # batches: per seed and step, B rows drawn uniformly (with replacement) from its pool
-    chosen_pool = to_batch([setup.chosen[i] for i in idx])  # (N, P, T)
-    chosen_rows = _batch_rows(setup.chosen, idx, seeds, CHOSEN_BATCHES, cfg)  # (steps, N, B)
-    offline_pool = to_batch([setup.offline[i] for i in idx])
-    offline_rows = _batch_rows(setup.offline, idx, seeds, REJECTED_BATCHES, cfg)
-    online_rng = [np.random.default_rng([s, ONLINE_NEGATIVES]) for s in seeds]
-    explored = torch.zeros(len(idx), S, dtype=torch.float64)
+    online = [g for g in groups if g.online]
+    on_rows = torch.cat([torch.arange(len(idx))[g.rows] for g in online]) if online else None
+    negatives = None
+    if online:
+        on_idx = [i for g in online for i in g.idx]
+        rngs = [np.random.default_rng([setup.seeds[i], ONLINE_NEGATIVES]) for i in on_idx]
+        negatives = OnlineNegatives(setup, on_idx, rngs)
     rows: list[list[dict[str, float]]] = [[] for _ in idx]
     last_metrics: list[dict[str, float]] = [{} for _ in idx]
     fallbacks = np.zeros(len(idx))  # cumulative online negatives taken from the offline pool
+    sizes = [len(g.idx) for g in groups]
+    # a method's rows as views of the joint tensors: `split` has one backward for all methods
+    refs = ref_table.split(sizes)
+    ift = any(g.method == "ift" for g in groups)  # IFT also runs the network on mixed inputs
 
     for step in range(cfg.steps + 1):
         if step % cfg.log_every == 0 or step == cfg.steps:
-            for n, row in enumerate(_exact_metrics(setup, params, target, explored)):
-                rows[n].append(
-                    {"step": step, **row, "online_fallback": fallbacks[n], **last_metrics[n]}
+            explored = torch.cat([g.explored for g in groups])
+            for r, row in enumerate(_exact_metrics(setup, params, target, explored)):
+                rows[r].append(
+                    {"step": step, **row, "online_fallback": fallbacks[r], **last_metrics[r]}
                 )
         if step == cfg.steps:
             break
         # the whole policy as a table: with one-hot inputs every token's log-prob is a lookup
-        table = mlp.state_log_probs(params, cfg.activation)  # (N, S, A)
-        chosen = chosen_pool.select(chosen_rows[step])
-        rejected = None
-        if objective.needs_pairs and cfg.negatives == "offline":
-            rejected = offline_pool.select(offline_rows[step])
-        elif objective.needs_pairs:
-            probs = table.detach().exp().numpy()
-            rejected, fell_back = _online_negatives(setup, idx, probs, online_rng, offline_pool)
-            fallbacks += fell_back
-        logps, inputs_used = _policy_logps(
-            setup, method, hp, params, table, ref_table, chosen, rejected, P
+        table = mlp.state_log_probs(params, cfg.activation)  # (R, S, A)
+        tables = table.split(sizes)
+        own = (
+            [
+                dict(zip(params, t, strict=True))
+                for t in zip(*(v.split(sizes) for v in params.values()), strict=True)
+            ]
+            if ift
+            else [None] * len(groups)
         )
-        explored += inputs_used
-        flat = _map_logps(lambda t: t.flatten(0, 1), logps)  # (N * B, T)
-        loss, _ = compute_objective(method, flat, hp)
-        total = loss * len(idx)  # sum over seeds of each seed's batch mean
+        if negatives is not None:  # one simulation for the rows of every online method
+            drawn = negatives.draw(table.detach()[on_rows].exp().numpy())
+        total, first = 0.0, 0
+        for j, g in enumerate(groups):
+            chosen = g.chosen_pool.select(g.chosen_rows[step])
+            rejected = None
+            if g.online:
+                mine = slice(first, first + len(g.idx))  # its rows among the online ones
+                rejected, fell_back = negatives.batch(drawn, mine, g.offline_pool)
+                fallbacks[g.rows] += fell_back
+                first += len(g.idx)
+            elif get_objective(g.method).needs_pairs:
+                rejected = g.offline_pool.select(g.offline_rows[step])
+            g.logps, used = _policy_logps(
+                setup, g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P
+            )
+            g.explored += used
+            flat = _map_logps(lambda t: t.flatten(0, 1), g.logps)  # (N * B, T)
+            g.loss, _ = compute_objective(g.method, flat, g.hp)
+            total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
         total.backward()
         opt.step()
-        _check_finite(method, step, seeds, total, params)
+        _check_finite(groups, step, total, params)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            last_metrics = [_objective_metrics(method, hp, logps, n) for n in range(len(idx))]
+            last_metrics = [
+                _objective_metrics(g.method, g.hp, g.logps, n)
+                for g in groups
+                for n in range(len(g.idx))
+            ]
         if progress is not None:
-            progress(1)
+            progress(len(groups))
 
     with torch.no_grad():
         probs = mlp.state_log_probs(params, cfg.activation).exp().numpy()
-        return MethodResult(
-            rows,
-            explored.numpy(),
-            mlp.state_param_error(params, target).numpy(),
-            probs,
-        )
+        error = mlp.state_param_error(params, target).numpy()
+    return {
+        g.method: MethodResult(rows[g.rows], g.explored.numpy(), error[g.rows], probs[g.rows])
+        for g in groups
+    }
 
 
-def _batch_rows(pools, idx, seeds, stream, cfg) -> torch.Tensor:
+def _batch_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:
     """Row indices [steps, N, B] into each seed's pool, from that seed's own generator."""
     rows = [
         np.random.default_rng([seed, stream]).integers(
@@ -311,55 +393,7 @@ def _batch_rows(pools, idx, seeds, stream, cfg) -> torch.Tensor:
         )
         for i, seed in zip(idx, seeds, strict=True)
     ]
-    return torch.from_numpy(np.stack(rows, 1))
-
-
-def _online_negatives(setup, idx, probs, rngs, offline: Batch) -> tuple[Batch, np.ndarray]:
-    """The rejected batch [N, B, T]: per seed, ``batch_size`` episodes of the current policy
-    ``probs`` [N, S, A] that equal no chosen trajectory.
-
-    ``ONLINE_DRAWS * batch_size`` episodes are drawn per seed (all seeds in one vectorised
-    simulation) and the first fresh ones kept. Once the policy produces (almost) only chosen
-    trajectories, the missing slots are filled from the seed's ``offline`` pool [N, P, T]
-    (cycled), and the returned counts per seed [N] (the metric ``online_fallback``) say how
-    many.
-    """
-    cfg = setup.config
-    B, D, N = cfg.batch_size, ONLINE_DRAWS * cfg.batch_size, len(idx)
-    drawn = sample_many(setup.lake, probs, D, rngs, max_len=cfg.max_len)  # (N * D) rows
-    # one membership test for all seeds: hashes salted with the seed's index
-    salt = (np.arange(N, dtype=np.uint64) * _SEED_SALT)[:, None]  # (N, 1)
-    mine = (drawn.hashes().reshape(N, D) ^ salt).ravel()  # (N * D)
-    banned = np.concatenate([setup.chosen_hashes[i] ^ salt[n] for n, i in enumerate(idx)])
-    fresh = ~np.isin(mine, banned).reshape(N, D)
-    slot = np.cumsum(fresh, 1) - 1  # (N, D): the batch slot of each fresh episode
-    keep = fresh & (slot < B)  # the first B fresh episodes of each seed
-    count = keep.sum(1)  # (N,)
-    # start from the offline pool (cycled), then put the fresh episodes in their slots
-    sizes = np.array([len(setup.offline[i]) for i in idx])
-    pool_rows = torch.from_numpy((np.arange(B)[None] - count[:, None]) % sizes[:, None])
-    base = offline.select(pool_rows)  # (N, B, T_offline)
-    T = max(base.states.shape[-1], int(drawn.lengths[keep.ravel()].max(initial=0)))
-    states, actions, mask = (_pad_time(t, T) for t in (base.states, base.actions, base.mask))
-    n_of, slot_of = np.nonzero(keep)[0], slot[keep]  # where each kept episode goes
-    fresh_rows = np.flatnonzero(keep.ravel())
-    width = min(T, drawn.states.shape[1])  # kept episodes are no longer than T
-    states[n_of, slot_of, :width] = torch.from_numpy(drawn.states[fresh_rows, :width]).long()
-    actions[n_of, slot_of, :width] = torch.from_numpy(drawn.actions[fresh_rows, :width]).long()
-    steps = np.arange(width) < drawn.lengths[fresh_rows, None]
-    mask[n_of, slot_of] = False
-    mask[n_of, slot_of, :width] = torch.from_numpy(steps)
-    return Batch(states, actions, mask), (B - count).astype(float)
-
-
-def _pad_time(t: torch.Tensor, T: int) -> torch.Tensor:
-    """``t`` [N, B, T0] zero-padded (False for masks) to [N, B, T], as a new tensor."""
-    out = torch.zeros(*t.shape[:2], T, dtype=t.dtype)
-    out[..., : t.shape[-1]] = t
-    return out
-
-
-_SEED_SALT = np.uint64(0x94D049BB133111EB)
+    return np.stack(rows, 1)
 
 
 def _policy_logps(setup, method, hp, params, table, ref_table, chosen, rejected, P):
@@ -371,21 +405,34 @@ def _policy_logps(setup, method, hp, params, table, ref_table, chosen, rejected,
     over the S states. IFT's mixed inputs are the exception (``_ift_logps``).
     """
     S = setup.lake.n_states
-    seed = torch.arange(table.shape[0])[:, None, None]
+    at_c = _token_index(chosen, table.shape)
     if method == "ift":
         logp_c, used = _ift_logps(setup, hp, params, table, chosen, P)
     else:
         used = _state_counts(chosen, S)
-        logp_c = table[seed, chosen.states, chosen.actions]  # (N, B, T)
+        logp_c = _lookup(table, at_c, chosen)  # (N, B, T)
     logp_r = ref_c = ref_r = None
     if rejected is not None:
+        at_r = _token_index(rejected, table.shape)
         used = used + _state_counts(rejected, S)
-        logp_r = table[seed, rejected.states, rejected.actions]
+        logp_r = _lookup(table, at_r, rejected)
         if get_objective(method).needs_reference:
-            ref_c = ref_table[seed, chosen.states, chosen.actions]
-            ref_r = ref_table[seed, rejected.states, rejected.actions]
+            ref_c, ref_r = _lookup(ref_table, at_c, chosen), _lookup(ref_table, at_r, rejected)
     mask_r = None if rejected is None else rejected.mask
     return SequenceLogps(logp_c, chosen.mask, logp_r, mask_r, ref_c, ref_r), used
+
+
+def _token_index(batch: Batch, table_shape: torch.Size) -> torch.Tensor:
+    """Each token's entry (n, s_t, a_t) of a table [N, S, A] as a flat index [N * B * T]."""
+    N, S, A = table_shape
+    flat = (np.arange(N)[:, None, None] * S + batch.states.numpy()) * A + batch.actions.numpy()
+    return torch.from_numpy(flat.ravel())
+
+
+def _lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """table[n, s_t, a_t] for every token of ``batch``: [N, B, T]. (``index_select`` on the
+    flat table is the same gather as ``table[n, s, a]``, with the same gradient, 4x faster.)"""
+    return table.reshape(-1).index_select(0, index).view(batch.states.shape)
 
 
 def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch.Tensor]:
@@ -453,20 +500,24 @@ def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:
     )
 
 
-def _check_finite(method, step, seeds, loss, params) -> None:
+def _check_finite(groups: list[_Group], step: int, total, params) -> None:
+    """Raise ``Diverged`` naming the first method (and its seeds) whose loss or parameters
+    are NaN or inf."""
     with torch.no_grad():  # fast path: one sum is finite iff every term is
-        if math.isfinite(float(loss + sum(v.sum() for v in params.values()))):
+        if math.isfinite(float(total + sum(v.sum() for v in params.values()))):
             return
-    bad = torch.zeros(len(seeds), dtype=torch.bool)
+    bad = torch.zeros(params["W1"].shape[0], dtype=torch.bool)
     for v in params.values():
         bad |= ~torch.isfinite(v.detach()).flatten(1).all(1)
-    if bad.any() or not torch.isfinite(loss):
-        which = [s for s, b in zip(seeds, bad.tolist(), strict=True) if b] or seeds
-        raise Diverged(
-            f"{method} diverged at step {step} (seed {which[0]}"
-            f"{f' and {len(which) - 1} more' if len(which) > 1 else ''}): non-finite loss or "
-            "parameters; lower lr or the objective's hyper-parameters"
-        )
+    for g in groups:
+        which = [s for s, b in zip(g.seeds, bad[g.rows].tolist(), strict=True) if b]
+        if which or not math.isfinite(float(g.loss)):
+            which = which or g.seeds
+            raise Diverged(
+                f"{g.method} diverged at step {step} (seed {which[0]}"
+                f"{f' and {len(which) - 1} more' if len(which) > 1 else ''}): non-finite loss "
+                "or parameters; lower lr or the objective's hyper-parameters"
+            )
 
 
 # -- exact metrics --------------------------------------------------------------------------

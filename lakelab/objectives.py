@@ -91,7 +91,7 @@ def _check_nonpositive(**tensors: torch.Tensor) -> None:
 
 
 def _mean(x: torch.Tensor) -> float:
-    return x.detach().to(torch.float64).mean().item()
+    return x.detach().mean(dtype=torch.float64).item()
 
 
 def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> Metrics:

@@ -32,6 +32,7 @@ def draw_lake(
     vmax: float | None = None,
     annotate: bool = True,
     colorbar: bool = True,
+    ticks: bool = True,
 ) -> Axes:
     """Draw ``lake`` with ``values`` [S] as a heatmap and ``policy`` [S, A] as arrows.
 
@@ -74,8 +75,8 @@ def draw_lake(
             )
     if policy is not None:
         _draw_arrows(ax, lake, np.asarray(policy))
-    ax.set_xticks(range(lake.ncol))
-    ax.set_yticks(range(lake.nrow))
+    ax.set_xticks(range(lake.ncol) if ticks else [])
+    ax.set_yticks(range(lake.nrow) if ticks else [])
     ax.set_xlim(-0.5, lake.ncol - 0.5)
     ax.set_ylim(lake.nrow - 0.5, -0.5)
     if title:
@@ -119,10 +120,20 @@ def draw_grid_mass(
     title: str | None = None,
     cmap: str = "magma",
     vmax: float | None = None,
+    colorbar: bool = True,
+    ticks: bool = True,
 ) -> Axes:
     """Per-cell mass [S] (e.g. an explored-grid histogram) as a heatmap over the lake."""
     return draw_lake(
-        lake, values=mass, ax=ax, title=title, cmap=cmap, vmin=0.0, vmax=vmax, annotate=True
+        lake,
+        values=mass,
+        ax=ax,
+        title=title,
+        cmap=cmap,
+        vmin=0.0,
+        vmax=vmax,
+        colorbar=colorbar,
+        ticks=ticks,
     )
 
 

@@ -55,8 +55,8 @@ def check_token_inputs(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.T
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError("mask must contain only 0 and 1 (or be bool)")
         mask = mask == 1
-    empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
-    if empty:
+    if not bool(mask.any(dim=-1).all()):  # one check; the rows are found only to report
+        empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
         raise ValueError(
             f"every sequence needs at least one response token (mask row sum > 0); "
             f"empty rows: {empty}"

@@ -51,7 +51,13 @@ def experiment_figure(
     vmax = max(float(v.max()) for v in explored.values()) or None
     for j, method in enumerate(methods):
         draw_grid_mass(
-            lake, explored[method], ax=axes[1, j], title=f"{method}: explored", vmax=vmax
+            lake,
+            explored[method],
+            ax=axes[1, j],
+            title=f"{method}: explored",
+            vmax=vmax,
+            colorbar=False,  # one shared scale (vmax): one colorbar for the row
+            ticks=False,
         )
     for j in range(len(methods), ncol):
         axes[1, j].axis("off")
@@ -61,5 +67,9 @@ def experiment_figure(
         fontsize=10,
     )
     # fixed margins: tight_layout measured every label first, a third of the figure's cost
-    fig.subplots_adjust(left=0.035, right=0.97, top=0.89, bottom=0.07, wspace=0.45, hspace=0.4)
+    fig.subplots_adjust(left=0.035, right=0.955, top=0.89, bottom=0.07, wspace=0.45, hspace=0.4)
+    # one colorbar for the explored grids (they share vmax), right of the bottom row
+    bottom = axes[1, len(methods) - 1].get_position()
+    cax = fig.add_axes((bottom.x1 + 0.006, bottom.y0, 0.006, bottom.height))
+    fig.colorbar(axes[1, 0].images[0], cax=cax, label="share of inputs")
     return fig

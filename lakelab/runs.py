@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -25,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from lakelab.config import LakeConfig, config_from_dict
-from lakelab.experiment import MethodResult, build_setup, train_method
+from lakelab.experiment import MethodResult, build_setup, train_methods
 from lakelab.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from lakelab.registry import get_objective
 
 SUMMARY_METRICS = (
     "param_mse",
@@ -132,12 +134,14 @@ def run_lake(
 ) -> dict[str, Path]:
     """Run (or resume) the experiment into ``out``; returns the paths written.
 
-    ``progress(done_steps, total_steps)`` is called as training advances (per step with one
-    worker, per finished method with several). ``workers`` > 1 trains that many methods at
-    once in separate processes; the numbers are the same either way (each method's
-    computation does not depend on where it runs, see ``experiment.torch_threads``). Each
-    method's cells are written as soon as it finishes, so an error or interruption loses
-    only the methods still running.
+    ``progress(done_steps, total_steps)`` is called as training advances (in method-steps:
+    per step for the methods trained in this process, per finished share for the others).
+    The missing methods train together (``experiment.train_methods``: one batched
+    computation). ``workers`` > 1 splits them into that many shares by estimated cost
+    (``shares``): this process trains the first while spawned worker processes train the
+    others. The numbers are the same either way (a method's computation does not depend on
+    which methods share its batch or where it runs; tested). Cells are written as soon as a
+    share finishes, so an error or interruption loses only the shares still running.
     """
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -154,9 +158,10 @@ def run_lake(
     if total and progress:
         progress(0, total)
 
-    def finished(method: str, result: MethodResult) -> None:
-        for n, i in enumerate(missing[method]):
-            _write_cell(out, config, method, seeds[i], result, n)
+    def finished(results: dict[str, MethodResult]) -> None:
+        for method, result in results.items():
+            for n, i in enumerate(missing[method]):
+                _write_cell(out, config, method, seeds[i], result, n)
 
     def tick(k: int) -> None:
         nonlocal done
@@ -164,24 +169,69 @@ def run_lake(
         if progress:
             progress(done, total)
 
-    if workers > 1 and len(todo) > 1:
-        # spawn, not fork: forking a process that has used torch's thread pool can deadlock
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), context, initializer=_warm_up) as pool:
-            setup = build_setup(config)  # while the workers import torch
-            jobs = {pool.submit(train_method, setup, m, seed_index=missing[m]): m for m in todo}
+    parts = [{m: missing[m] for m in part} for part in shares(config, todo, workers)]
+    if len(parts) > 1:
+        context = multiprocessing.get_context(worker_start_method())
+        warm_up = _warm_up if context.get_start_method() == "spawn" else None
+        with ProcessPoolExecutor(len(parts) - 1, context, initializer=warm_up) as pool:
+            if warm_up:
+                pool.submit(int)  # start the workers now: they import torch during the set-up
+            setup = build_setup(config)
+            jobs = [pool.submit(train_methods, setup, part) for part in parts[1:]]
+            finished(train_methods(setup, parts[0], progress=tick))  # this process's share
             for job in as_completed(jobs):
-                finished(jobs[job], job.result())
-                tick(config.steps)
-    elif todo:
-        setup = build_setup(config)
-        for method in todo:
-            finished(method, train_method(setup, method, seed_index=missing[method], progress=tick))
+                results = job.result()
+                finished(results)
+                tick(config.steps * len(results))
+    elif parts:
+        finished(train_methods(build_setup(config), parts[0], progress=tick))
     return write_reports(config, out)
 
 
+# relative cost of a method's step in a joint run (measured with benchmarks/bench_lake.py)
+_COST = {"plain": 1.0, "ift": 2.0, "offline pairs": 2.0, "online pairs": 3.0}
+
+
+def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[str]]:
+    """``methods`` split into at most ``workers`` shares of about equal estimated cost
+    (longest first, each to the lightest share), the heaviest share first; each share keeps
+    the config's order of methods."""
+    if not methods:
+        return []
+    cost = {m: _COST[_kind(config, m)] for m in methods}
+    loads: list[list] = [[0.0, []] for _ in range(min(workers, len(methods)))]
+    for m in sorted(methods, key=lambda m: -cost[m]):  # stable: ties keep the config's order
+        lightest = min(loads, key=lambda load: load[0])
+        lightest[0] += cost[m]
+        lightest[1].append(m)
+    loads.sort(key=lambda load: -load[0])
+    return [[m for m in methods if m in part] for _, part in loads]
+
+
+def _kind(config: LakeConfig, method: str) -> str:
+    objective = get_objective(method)
+    if method == "ift":
+        return "ift"
+    if objective.needs_pairs:
+        return f"{config.negatives} pairs"
+    return "plain"
+
+
+def worker_start_method() -> str:
+    """How run_lake starts its worker processes: "fork" on Linux, else "spawn".
+
+    A forked worker starts at once, with torch imported and the set-up in memory; a spawned
+    one first imports torch (2-3 s, about a quarter of a whole `paper` run). Forking a process
+    whose OpenMP pool has run is safe here for the reason it is safe for PyTorch's DataLoader
+    workers: the worker trains with one thread (``experiment.torch_threads``), and with one
+    thread ATen never enters an OpenMP parallel region. macOS and Windows spawn (fork is
+    unsafe or missing there).
+    """
+    return "fork" if sys.platform == "linux" else "spawn"
+
+
 def _warm_up() -> None:
-    """Worker start-up: import the heavy modules before the first job arrives."""
+    """Spawned worker start-up: import the heavy modules before the first job arrives."""
     import lakelab.experiment  # noqa: F401
 
 

@@ -138,13 +138,23 @@ class Episodes:
         one of its trajectories through; two different trajectories collide with probability
         about 2^-64, which would only drop one harmless sample.
         """
-        T = self.states.shape[1]
-        valid = np.arange(T) < self.lengths[:, None]  # (M, T)
-        with np.errstate(over="ignore"):  # arithmetic modulo 2^64 on purpose
-            token = self.states.astype(np.uint64) * _MIX[0] + self.actions.astype(np.uint64)
-            token = (token * _MIX[1] + np.uint64(1)) * valid  # 0 only past the end
-            powers = np.cumprod(np.full(T, _MIX[2], dtype=np.uint64))
-            return (token * powers).sum(1, dtype=np.uint64)
+        M, T = self.states.shape
+        out = np.zeros(M, dtype=np.uint64)
+        powers = np.cumprod(np.full(T, _MIX[2], dtype=np.uint64))  # wraps modulo 2^64
+        # in blocks of columns, each over the rows still going: most rows are short
+        for c in range(0, T, _HASH_BLOCK):
+            rows = np.flatnonzero(self.lengths > c) if c else np.arange(M)
+            cols = slice(c, c + _HASH_BLOCK)
+            valid = np.arange(c, min(T, c + _HASH_BLOCK)) < self.lengths[rows, None]
+            s, a = self.states[rows, cols], self.actions[rows, cols]
+            with np.errstate(over="ignore"):  # arithmetic modulo 2^64 on purpose
+                token = s.astype(np.uint64) * _MIX[0] + a.astype(np.uint64)
+                token = (token * _MIX[1] + np.uint64(1)) * valid  # 0 only past the end
+                out[rows] += (token * powers[cols]).sum(1, dtype=np.uint64)
+        return out
+
+
+_HASH_BLOCK = 16  # columns per block of Episodes.hashes
 
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
@@ -179,7 +189,10 @@ def sample_many(
     blocks of ``UNIFORM_BLOCK`` moves, drawn only while that policy has episodes running),
     so a seed's episodes do not depend on which other seeds are simulated alongside it.
     Finished episodes leave the loop; a move costs O(running episodes * (A + K)) with the
-    successor lists (K <= 3 on a slippery lake).
+    successor lists (K <= 3 on a slippery lake). The last few episodes (a policy that walks
+    into a wall can run until ``max_len``) finish one by one in plain Python, where a move
+    costs a microsecond rather than a dozen array operations, with the same uniforms and
+    comparisons: the episodes are the same either way.
     """
     N, S, A = policies.shape
     K = lake.next_states.shape[-1]
@@ -188,34 +201,67 @@ def sample_many(
     next_cols = _cdf(lake.next_probs).reshape(S * A, K).T[:-1].copy()  # (K - 1, S * A)
     next_flat = lake.next_states.reshape(-1)  # (S * A * K)
     M = N * n
-    states = np.zeros((max_len, M), dtype=np.int32)  # time-major while filling, zero-padded
-    actions = np.zeros((max_len, M), dtype=np.int32)
+    states = np.zeros((M, max_len), dtype=np.int32)  # zero-padded past each episode's end
+    actions = np.zeros((M, max_len), dtype=np.int32)
     lengths = np.full(M, max_len, dtype=np.int64)  # episodes cut at max_len keep these
     final = np.zeros(M, dtype=np.int64)
     u = np.zeros((2, UNIFORM_BLOCK, M))
+
+    def refill(who: np.ndarray) -> None:  # fresh uniforms for the policies still running
+        for i in np.flatnonzero(np.bincount(who, minlength=N)):
+            u[:, :, i * n : (i + 1) * n] = rngs[i].random((2, UNIFORM_BLOCK, n))
+
     rows = np.arange(M)  # episodes still running
     who = rows // n  # the policy each running episode follows
     s = np.full(M, lake.start)
     for t in range(max_len):
         if t % UNIFORM_BLOCK == 0:
-            for i in np.flatnonzero(np.bincount(who, minlength=N)):  # policies still running
-                u[:, :, i * n : (i + 1) * n] = rngs[i].random((2, UNIFORM_BLOCK, n))
-        u_act, u_slip = u[0, t % UNIFORM_BLOCK, rows], u[1, t % UNIFORM_BLOCK, rows]
+            refill(who)
+        if rows.size <= ONE_BY_ONE:
+            walk = list(zip(rows.tolist(), who.tolist(), s.tolist(), strict=True))
+            tables = (pi_cols.tolist(), next_cols.tolist(), next_flat.tolist(), S, A, K)
+            for t2 in range(t, max_len):
+                if t2 % UNIFORM_BLOCK == 0 and t2 > t and walk:
+                    refill(np.array([w for _, w, _ in walk]))
+                walk = _move_one_by_one(walk, t2, u, tables, lake, states, actions, lengths, final)
+            final[[row for row, _, _ in walk]] = [st for _, _, st in walk]  # cut at max_len
+            break
+        u_act, u_slip = u[:, t % UNIFORM_BLOCK, rows]
         a = _draw(pi_cols, who * S + s, u_act)  # a ~ pi(. | s)
         sa = s * A + a
         nxt = next_flat[sa * K + _draw(next_cols, sa, u_slip)]  # s' ~ P(. | s, a)
-        states[t, rows], actions[t, rows] = s, a
+        states[rows, t], actions[rows, t] = s, a
         done = lake.terminal[nxt]
-        lengths[rows[done]], final[rows[done]] = t + 1, nxt[done]
+        ended = rows[done]
+        lengths[ended], final[ended] = t + 1, nxt[done]
         going = ~done
         rows, who, s = rows[going], who[going], nxt[going]
-        if rows.size == 0:
-            break
-    final[rows] = s  # cut at max_len
+    else:
+        final[rows] = s  # cut at max_len
     T = int(lengths.max(initial=0))
-    # (M, T); entries past an episode's end were never written: zeros
-    states, actions = np.ascontiguousarray(states[:T].T), np.ascontiguousarray(actions[:T].T)
-    return Episodes(states, actions, lengths, final)
+    return Episodes(states[:, :T], actions[:, :T], lengths, final)
+
+
+ONE_BY_ONE = 8
+"""sample_many moves the episodes one by one once no more than this many are running."""
+
+
+def _move_one_by_one(walk, t, u, tables, lake, states, actions, lengths, final):
+    """Move ``t`` of each episode (row, policy, state) in ``walk``, exactly as sample_many's
+    vectorised step draws it; returns the episodes still running."""
+    pi_cols, next_cols, next_flat, S, A, K = tables
+    b, going = t % UNIFORM_BLOCK, []
+    for row, w, s in walk:
+        u_act, u_slip = float(u[0, b, row]), float(u[1, b, row])
+        a = sum(col[w * S + s] < u_act for col in pi_cols)  # a ~ pi(. | s)
+        sa = s * A + a
+        nxt = next_flat[sa * K + sum(col[sa] < u_slip for col in next_cols)]
+        states[row, t], actions[row, t] = s, a
+        if lake.terminal[nxt]:
+            lengths[row], final[row] = t + 1, nxt
+        else:
+            going.append((row, w, nxt))
+    return going
 
 
 def _cdf(probs: np.ndarray) -> np.ndarray:
@@ -245,18 +291,23 @@ class Batch:
     actions: torch.Tensor
     mask: torch.Tensor
 
+    def __iter__(self):  # states, actions, mask = batch
+        return iter((self.states, self.actions, self.mask))
+
     def inputs(self, n_states: int) -> torch.Tensor:
         """One-hot input vectors [..., T, S] (padding positions are all-zero)."""
         x = torch.nn.functional.one_hot(self.states, n_states).to(torch.float64)
         return x * self.mask.unsqueeze(-1)
 
-    def select(self, rows: torch.Tensor) -> Batch:
+    def select(self, rows: np.ndarray | torch.Tensor) -> Batch:
         """Rows ``rows`` [N, B] of each of the N pools of this batch [N, P, T]: [N, B, T'],
         trimmed to the longest selected trajectory."""
-        seed = torch.arange(rows.shape[0])[:, None]  # (N, 1)
-        mask = self.mask[seed, rows]  # (N, B, T)
+        rows = np.asarray(rows)  # numpy's fancy indexing is several times cheaper than torch's
+        seed = np.arange(rows.shape[0])[:, None]  # (N, 1)
+        mask = self.mask.numpy()[seed, rows]  # (N, B, T)
         T = int(mask.sum(-1).max())
-        return Batch(self.states[seed, rows, :T], self.actions[seed, rows, :T], mask[..., :T])
+        states, actions = self.states.numpy()[seed, rows, :T], self.actions.numpy()[seed, rows, :T]
+        return Batch(*map(torch.from_numpy, (states, actions, mask[..., :T])))
 
 
 def to_batch(rows: list[Episodes | list[Trajectory]]) -> Batch:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lakelab.config import PRESETS, LakeConfig, config_from_dict
-from lakelab.experiment import Diverged, _online_negatives, build_setup, train_method
+from lakelab.experiment import Diverged, build_setup, train_method, train_methods
+from lakelab.negatives import OnlineNegatives
 from lakelab.trajectories import routes
 
 TINY = PRESETS["quick"].replace(steps=20, log_every=10, seeds=2)
@@ -128,7 +129,8 @@ def test_online_negatives_are_episodes_never_equal_to_a_chosen_one(quick_setup, 
     probs = state_log_probs(getattr(setup, start)).exp().numpy()
     rngs = [np.random.default_rng(s) for s in setup.seeds]
     offline = to_batch([setup.offline[i] for i in idx])
-    batch, fallbacks = _online_negatives(setup, idx, probs, rngs, offline)
+    negatives = OnlineNegatives(setup, idx, rngs)
+    batch, fallbacks = negatives.batch(negatives.draw(probs), slice(0, len(idx)), offline)
     assert batch.states.shape[:2] == (len(idx), B)
     assert fallbacks.shape == (len(idx),) and ((fallbacks >= 0) & (fallbacks <= B)).all()
     for n, i in enumerate(idx):
@@ -173,6 +175,20 @@ def test_batched_seeds_equal_looped_seeds(method):
         np.testing.assert_allclose(batched.final_policy[n], alone.final_policy[0], rtol=1e-9)
 
 
+def test_methods_trained_together_equal_methods_trained_alone():
+    # every objective, online negatives (shared simulation) and one method resumed on a
+    # subset of seeds: rows, grids and policies identical to one method at a time
+    setup = build_setup(TINY.replace(seeds=3))
+    todo = dict.fromkeys(setup.config.methods) | {"dpo": [2, 0]}
+    together = train_methods(setup, todo)
+    assert list(together) == list(todo)
+    for method, seed_index in todo.items():
+        alone = train_method(setup, method, seed_index=seed_index)
+        assert together[method].rows == alone.rows
+        for field in ("explored", "state_error", "final_policy"):
+            np.testing.assert_array_equal(getattr(together[method], field), getattr(alone, field))
+
+
 def test_a_seed_alone_gets_the_same_theta_star_and_data():
     both = build_setup(TINY.replace(seeds=2))
     second = build_setup(TINY.replace(seeds=1, first_seed=1))
@@ -184,6 +200,8 @@ def test_divergence_names_method_seed_and_step():
     setup = build_setup(TINY.replace(lr=1e308))
     with pytest.raises(Diverged, match=r"dpo diverged at step \d+ \(seed \d"):
         train_method(setup, "dpo")
+    with pytest.raises(Diverged, match=r"^sft diverged at step 0 \(seed 0 and 1 more\)"):
+        train_methods(setup, ["sft", "dpo"])  # trained together: the first to diverge is named
 
 
 def test_two_paths_routes():

@@ -57,9 +57,13 @@ def test_cli_writes_the_run_directory(tmp_path, capsys):
     assert summary.loc[0, "param_mse_mean"] == pytest.approx(final_sft.mean())
 
 
-def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(tmp_path):
-    run_lake(SMALL, tmp_path / "a")
-    run_lake(SMALL, tmp_path / "b", workers=2)  # sft and dpo in two spawned processes
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(
+    tmp_path, monkeypatch, start
+):
+    run_lake(SMALL, tmp_path / "a")  # sft and dpo trained together, in this process
+    monkeypatch.setattr(runs, "worker_start_method", lambda: start)
+    run_lake(SMALL, tmp_path / "b", workers=2)  # dpo here, sft in a worker process
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (
         tmp_path / "b" / "metrics.csv"
     ).read_bytes()
@@ -67,18 +71,35 @@ def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(tmp_path)
         run_lake(SMALL, tmp_path / "c", workers=0)
 
 
+def test_shares_split_the_methods_by_cost():
+    cfg = PRESETS["paper"]
+    methods = list(cfg.methods)
+    for workers in (1, 2, 3, 7, 20):
+        parts = runs.shares(cfg, methods, workers)
+        assert len(parts) == min(workers, len(methods))
+        assert sorted(m for part in parts for m in part) == sorted(methods)  # each once
+        for part in parts:  # the config's order within a share
+            assert part == [m for m in methods if m in part]
+        costs = [sum(runs._COST[runs._kind(cfg, m)] for m in part) for part in parts]
+        assert costs == sorted(costs, reverse=True)  # the heaviest share stays in-process
+    two = runs.shares(cfg, methods, 2)
+    costs = [sum(runs._COST[runs._kind(cfg, m)] for m in part) for part in two]
+    assert costs[0] - costs[1] <= max(runs._COST.values())  # no better split is left
+    assert runs.shares(cfg, [], 2) == []
+
+
 def test_resume_skips_finished_cells_and_redoes_broken_ones(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_lake(SMALL, out)
     before = (out / "metrics.csv").read_bytes()
     trained = []
-    real_train = runs.train_method
+    real_train = runs.train_methods
 
-    def spy(setup, method, *, seed_index=None, progress=None):
-        trained.append((method, tuple(seed_index)))
-        return real_train(setup, method, seed_index=seed_index, progress=progress)
+    def spy(setup, todo, *, progress=None):
+        trained.extend((method, tuple(seed_index)) for method, seed_index in todo.items())
+        return real_train(setup, todo, progress=progress)
 
-    monkeypatch.setattr(runs, "train_method", spy)
+    monkeypatch.setattr(runs, "train_methods", spy)
     run_lake(SMALL, out)  # everything finished: nothing trains
     assert trained == []
     assert (out / "metrics.csv").read_bytes() == before
@@ -101,14 +122,13 @@ def test_more_seeds_resume_only_the_new_ones(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_lake(SMALL, out)
     trained = []
-    real_train = runs.train_method
-    monkeypatch.setattr(
-        runs,
-        "train_method",
-        lambda s, m, seed_index=None, progress=None: (
-            trained.append((m, tuple(seed_index))) or real_train(s, m, seed_index=seed_index)
-        ),
-    )
+    real_train = runs.train_methods
+
+    def spy(setup, todo, *, progress=None):
+        trained.extend((method, tuple(seed_index)) for method, seed_index in todo.items())
+        return real_train(setup, todo, progress=progress)
+
+    monkeypatch.setattr(runs, "train_methods", spy)
     run_lake(SMALL.replace(seeds=3), out)
     assert sorted(trained) == [("dpo", (2,)), ("sft", (2,))]
     assert len(pd.read_csv(out / "metrics.csv")) == 2 * 3 * 3
