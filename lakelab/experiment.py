@@ -33,7 +33,7 @@ from lakelab.config import LakeConfig
 from lakelab.lakes import Lake, make_lake
 from lakelab.negatives import OnlineNegatives
 from lakelab.optim import Adam
-from lakelab.registry import SequenceLogps, compute_objective, get_objective
+from lakelab.registry import SequenceLogps, get_objective, loss_on, sequence_inputs
 from lakelab.residual import temporal_residual
 from lakelab.solver import (
     Solution,
@@ -268,7 +268,8 @@ class _Group:
     online: bool  # rejected batches sampled from the current policy
     seeds: list[int]
     explored: torch.Tensor  # (N, S): input mass trained on so far
-    logps: SequenceLogps | None = None  # the last step's batch, for the objective's metrics
+    logps: SequenceLogps | None = None  # the last step's batch [N, B, T]
+    inputs: list[torch.Tensor] | None = None  # and its objective inputs [N * B, ...]
     loss: torch.Tensor | None = None  # the last step's loss
 
 
@@ -361,18 +362,16 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
             )
             g.explored += used
             flat = _map_logps(lambda t: t.flatten(0, 1), g.logps)  # (N * B, T)
-            g.loss, _ = compute_objective(g.method, flat, g.hp)
+            # compute_objective in two steps, to keep the per-sequence inputs for the metrics
+            g.inputs = sequence_inputs(g.method, flat)  # rows n * B .. (n + 1) * B: seed n
+            g.loss, _ = loss_on(g.method, g.inputs, g.hp)
             total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
         total.backward()
         opt.step()
         _check_finite(groups, step, total, params)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            last_metrics = [
-                _objective_metrics(g.method, g.hp, g.logps, n)
-                for g in groups
-                for n in range(len(g.idx))
-            ]
+            last_metrics = [row for g in groups for row in _objective_metrics(g)]
         if progress is not None:
             progress(len(groups))
 
@@ -486,11 +485,16 @@ def _state_counts(batch: Batch, n_states: int) -> torch.Tensor:
     return counts.scatter_add_(1, batch.states.flatten(1), batch.mask.flatten(1).double())
 
 
-def _objective_metrics(method, hp, logps: SequenceLogps, n: int) -> dict[str, float]:
-    """The objective's own diagnostics (TRL names) for seed ``n``, from the last batch."""
-    one = _map_logps(lambda t: t[n].detach(), logps)
-    _, metrics = compute_objective(method, one, hp)
-    return {f"batch/{k}": v for k, v in metrics.items()}
+def _objective_metrics(g: _Group) -> list[dict[str, float]]:
+    """The objective's own diagnostics (TRL names) per seed, from the last batch: the loss
+    function on each seed's rows of the step's sequence inputs."""
+    B = g.logps.chosen.shape[1]
+    inputs = [x.detach() for x in g.inputs]
+    out = []
+    for n in range(len(g.idx)):
+        _, metrics = loss_on(g.method, [x[n * B : (n + 1) * B] for x in inputs], g.hp)
+        out.append({f"batch/{k}": v for k, v in metrics.items()})
+    return out
 
 
 def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:

@@ -31,7 +31,9 @@ __all__ = [
     "SequenceLogps",
     "compute_objective",
     "get_objective",
+    "loss_on",
     "resolve_hparams",
+    "sequence_inputs",
 ]
 
 REDUCTIONS = ("mean", "sum", "tokens")
@@ -278,12 +280,18 @@ def compute_objective(
     not passed to the loss. Objectives that need no pairs ignore `rejected`; ValueError if a
     pair-needing objective gets no `rejected`, or a reference-needing one no `ref_*`.
     """
-    objective = get_objective(name)
-    hp = resolve_hparams(name, hparams)
-    loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
+    return loss_on(name, sequence_inputs(name, logps), hparams)
 
+
+def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
+    """The positional inputs of objective `name`'s loss function: per-sequence reductions
+    (B,) of `logps` (S or A: chosen, rejected, then the reference's), or for a token-level
+    objective the chosen token log-probs and mask (B, T). Every entry is row-wise, so the
+    inputs of a subset of rows are the same rows of these (used to evaluate many batches of
+    one step at once)."""
+    objective = get_objective(name)
     if objective.reduction == "tokens":
-        return objective.loss_fn(logps.chosen, logps.chosen_mask, **loss_kwargs)
+        return [logps.chosen, logps.chosen_mask]
     reduce = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
 
     args = [reduce(logps.chosen, logps.chosen_mask)]
@@ -304,4 +312,14 @@ def compute_objective(
                     f"{tuple(policy.shape)}, got {tuple(ref.shape)}"
                 )
             args.append(reduce(ref, mask))
-    return objective.loss_fn(*args, **loss_kwargs)
+    return args
+
+
+def loss_on(
+    name: str, inputs: list[torch.Tensor], hparams: dict | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Objective `name`'s `(loss, metrics)` on `sequence_inputs(name, ...)`."""
+    objective = get_objective(name)
+    hp = resolve_hparams(name, hparams)
+    loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
+    return objective.loss_fn(*inputs, **loss_kwargs)
