@@ -188,8 +188,9 @@ def run_lake(
     return write_reports(config, out)
 
 
-# relative cost of a method's step in a joint run (measured with benchmarks/bench_lake.py)
-_COST = {"plain": 1.0, "ift": 2.0, "offline pairs": 2.0, "online pairs": 3.0}
+# relative cost of a method in a joint run, from timing `train_methods` on the paper preset
+# (SFT 1; IFT's second forward pass and loss weights cost more than one online-pairs method)
+_COST = {"plain": 1.0, "ift": 3.5, "offline pairs": 2.0, "online pairs": 3.0}
 
 
 def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[str]]:
