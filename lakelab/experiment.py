@@ -336,14 +336,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         # the whole policy as a table: with one-hot inputs every token's log-prob is a lookup
         table = mlp.state_log_probs(params, cfg.activation)  # (R, S, A)
         tables = table.split(sizes)
-        own = (
-            [
-                dict(zip(params, t, strict=True))
-                for t in zip(*(v.split(sizes) for v in params.values()), strict=True)
-            ]
-            if ift
-            else [None] * len(groups)
-        )
+        own = _split_params(params, sizes) if ift else [None] * len(groups)
         if negatives is not None:  # one simulation for the rows of every online method
             drawn = negatives.draw(table.detach()[on_rows].exp().numpy())
         total, first = 0.0, 0
@@ -382,6 +375,12 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         g.method: MethodResult(rows[g.rows], g.explored.numpy(), error[g.rows], probs[g.rows])
         for g in groups
     }
+
+
+def _split_params(params: mlp.Params, sizes: list[int]) -> list[mlp.Params]:
+    """Each method's rows of the joint parameters, as views (for IFT's mixed-input pass)."""
+    parts = {k: v.split(sizes) for k, v in params.items()}
+    return [{k: parts[k][j] for k in params} for j in range(len(sizes))]
 
 
 def _batch_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:

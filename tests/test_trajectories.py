@@ -101,3 +101,23 @@ def test_episodes_end_in_terminal_states_or_at_max_len(policy_seed):
         k = eps.lengths[i]
         assert (eps.states[i, k:] == 0).all() and (eps.actions[i, k:] == 0).all()
         assert not lake.terminal[eps.states[i, :k]].any()
+
+
+@pytest.mark.parametrize("slippery", [False, True])
+def test_episodes_moved_one_by_one_equal_the_vectorised_ones(monkeypatch, slippery):
+    # sample_many finishes its last few episodes in plain Python; forcing either path for
+    # the whole simulation must give the same episodes (same uniforms, same comparisons)
+    from lakelab import trajectories
+
+    lake = make_lake("4x4", slippery=slippery)
+    policies = np.stack([random_policy(s, lake.n_states) for s in range(3)])
+
+    def run(one_by_one: int):
+        monkeypatch.setattr(trajectories, "ONE_BY_ONE", one_by_one)
+        rngs = [np.random.default_rng(s) for s in range(3)]
+        return sample_many(lake, policies, 40, rngs, max_len=20)  # 20 > UNIFORM_BLOCK
+
+    vectorised, scalar = run(-1), run(10**9)
+    for field in ("states", "actions", "lengths", "final"):
+        np.testing.assert_array_equal(getattr(vectorised, field), getattr(scalar, field))
+    assert (vectorised.lengths == 20).any() and (vectorised.lengths < 20).any()  # both kinds
