@@ -265,11 +265,10 @@ class _Group:
     chosen_rows: np.ndarray  # (steps, N, B): which ones each step trains on
     offline_pool: Batch
     offline_rows: np.ndarray
-    online: bool  # rejected batches sampled from the current policy
+    negatives: str | None  # rejected batches: None (no pairs), "offline" or "online"
     seeds: list[int]
     explored: torch.Tensor  # (N, S): input mass trained on so far
-    logps: SequenceLogps | None = None  # the last step's batch [N, B, T]
-    inputs: list[torch.Tensor] | None = None  # and its objective inputs [N * B, ...]
+    inputs: list[torch.Tensor] | None = None  # the last step's objective inputs [N * B, ...]
     loss: torch.Tensor | None = None  # the last step's loss
 
 
@@ -289,7 +288,7 @@ def _groups(setup: Setup, todo: dict[str, list[int] | None]) -> list[_Group]:
                 _batch_rows(setup.chosen, idx, seeds, CHOSEN_BATCHES, cfg),
                 to_batch([setup.offline[i] for i in idx]),
                 _batch_rows(setup.offline, idx, seeds, REJECTED_BATCHES, cfg),
-                objective.needs_pairs and cfg.negatives == "online",
+                cfg.negatives if objective.needs_pairs else None,
                 seeds,
                 torch.zeros(len(idx), setup.lake.n_states, dtype=torch.float64),
             )
@@ -309,8 +308,11 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     params = mlp.clone(theta0, requires_grad=True)
     opt = Adam(params, lr=cfg.lr)
     P = torch.tensor(lake.P)
-    online = [g for g in groups if g.online]
+    online = [g for g in groups if g.negatives == "online"]
     on_rows = torch.cat([torch.arange(len(idx))[g.rows] for g in online]) if online else None
+    on_slice, first = {}, 0  # each online method's rows among the online rows
+    for g in online:
+        on_slice[g.method], first = slice(first, first + len(g.idx)), first + len(g.idx)
     negatives = None
     if online:
         on_idx = [i for g in online for i in g.idx]
@@ -339,22 +341,20 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         own = _split_params(params, sizes) if ift else [None] * len(groups)
         if negatives is not None:  # one simulation for the rows of every online method
             drawn = negatives.draw(table.detach()[on_rows].exp().numpy())
-        total, first = 0.0, 0
+        total = 0.0
         for j, g in enumerate(groups):
             chosen = g.chosen_pool.select(g.chosen_rows[step])
             rejected = None
-            if g.online:
-                mine = slice(first, first + len(g.idx))  # its rows among the online ones
-                rejected, fell_back = negatives.batch(drawn, mine, g.offline_pool)
+            if g.negatives == "online":
+                rejected, fell_back = negatives.batch(drawn, on_slice[g.method], g.offline_pool)
                 fallbacks[g.rows] += fell_back
-                first += len(g.idx)
-            elif get_objective(g.method).needs_pairs:
+            elif g.negatives == "offline":
                 rejected = g.offline_pool.select(g.offline_rows[step])
-            g.logps, used = _policy_logps(
+            logps, used = _policy_logps(
                 setup, g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P
             )
             g.explored += used
-            flat = _map_logps(lambda t: t.flatten(0, 1), g.logps)  # (N * B, T)
+            flat = _map_logps(lambda t: t.flatten(0, 1), logps)  # (N * B, T)
             # compute_objective in two steps, to keep the per-sequence inputs for the metrics
             g.inputs = sequence_inputs(g.method, flat)  # rows n * B .. (n + 1) * B: seed n
             g.loss, _ = loss_on(g.method, g.inputs, g.hp)
@@ -487,7 +487,7 @@ def _state_counts(batch: Batch, n_states: int) -> torch.Tensor:
 def _objective_metrics(g: _Group) -> list[dict[str, float]]:
     """The objective's own diagnostics (TRL names) per seed, from the last batch: the loss
     function on each seed's rows of the step's sequence inputs."""
-    B = g.logps.chosen.shape[1]
+    B = g.chosen_rows.shape[-1]  # rows per seed
     inputs = [x.detach() for x in g.inputs]
     out = []
     for n in range(len(g.idx)):

@@ -74,7 +74,9 @@ class OnlineNegatives:
         fresh_rows = np.flatnonzero(keep.ravel()) + rows.start * self.D  # rows of `episodes`
         lengths = episodes.lengths[fresh_rows]
         T = max(base.states.shape[-1], int(lengths.max(initial=0)))
-        states, actions, mask = (_pad_time(t.numpy(), T) for t in base)
+        states, actions, mask = (
+            _pad_time(t.numpy(), T) for t in (base.states, base.actions, base.mask)
+        )
         n_of, slot_of = np.nonzero(keep)[0], slot[keep]  # where each kept episode goes
         width = min(T, episodes.states.shape[1])  # kept episodes are no longer than T
         states[n_of, slot_of, :width] = episodes.states[fresh_rows, :width]

@@ -138,9 +138,10 @@ def run_lake(
     per step for the methods trained in this process, per finished share for the others).
     The missing methods train together (``experiment.train_methods``: one batched
     computation). ``workers`` > 1 splits them into that many shares by estimated cost
-    (``shares``): this process trains the first while spawned worker processes train the
-    others. The numbers are the same either way (a method's computation does not depend on
-    which methods share its batch or where it runs; tested). Cells are written as soon as a
+    (``shares``): this process trains the first while worker processes (forked on Linux,
+    ``worker_start_method``) train the others. The numbers are the same either way (a
+    method's computation does not depend on which methods share its batch or where it runs;
+    tested). Cells are written as soon as a
     share finishes, so an error or interruption loses only the shares still running.
     """
     if not (isinstance(workers, int) and workers >= 1):

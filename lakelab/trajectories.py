@@ -291,9 +291,6 @@ class Batch:
     actions: torch.Tensor
     mask: torch.Tensor
 
-    def __iter__(self):  # states, actions, mask = batch
-        return iter((self.states, self.actions, self.mask))
-
     def inputs(self, n_states: int) -> torch.Tensor:
         """One-hot input vectors [..., T, S] (padding positions are all-zero)."""
         x = torch.nn.functional.one_hot(self.states, n_states).to(torch.float64)
