@@ -7,7 +7,8 @@ response of T tokens with per-token log-probs log pi(a_t | s_t).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -90,6 +91,7 @@ class Episodes:
     actions: np.ndarray
     lengths: np.ndarray
     final: np.ndarray
+    known_hashes: np.ndarray | None = field(default=None, repr=False)  # hashes(), if known
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -114,7 +116,10 @@ class Episodes:
         """The rows ``idx``, in that order, trimmed to their longest length."""
         lengths = self.lengths[idx]
         T = int(lengths.max(initial=0))
-        return Episodes(self.states[idx, :T], self.actions[idx, :T], lengths, self.final[idx])
+        known = None if self.known_hashes is None else self.known_hashes[idx]
+        return Episodes(
+            self.states[idx, :T], self.actions[idx, :T], lengths, self.final[idx], known
+        )
 
     @staticmethod
     def concat(parts: list[Episodes]) -> Episodes:
@@ -131,16 +136,20 @@ class Episodes:
         return Episodes(states, actions, lengths, np.concatenate([p.final for p in parts]))
 
     def hashes(self) -> np.ndarray:
-        """A 64-bit hash of each trajectory's states and actions [M] (uint64), vectorised.
+        """A 64-bit hash of each trajectory's states and actions [M] (uint64), vectorised:
+        sum_t ((s_t MIX0 + a_t) MIX1 + 1) MIX2^(t + 1) modulo 2^64.
 
         Equal trajectories always get equal hashes (the same token sequence to the policy,
         whatever state the last move led to), so filtering out the hashes of a set never lets
         one of its trajectories through; two different trajectories collide with probability
-        about 2^-64, which would only drop one harmless sample.
+        about 2^-64, which would only drop one harmless sample. ``sample_many`` computes them
+        while it simulates (``known_hashes``).
         """
+        if self.known_hashes is not None:
+            return self.known_hashes
         M, T = self.states.shape
         out = np.zeros(M, dtype=np.uint64)
-        powers = np.cumprod(np.full(T, _MIX[2], dtype=np.uint64))  # wraps modulo 2^64
+        powers = _hash_powers(T)
         # in blocks of columns, each over the rows still going: most rows are short
         for c in range(0, T, _HASH_BLOCK):
             rows = np.flatnonzero(self.lengths > c) if c else np.arange(M)
@@ -183,85 +192,149 @@ def sample_many(
     max_len: int,
 ) -> Episodes:
     """``n`` episodes for each of N policies [N, S, A], all simulated in one vectorised loop:
-    N * n rows, policy i's episodes in rows i * n .. (i + 1) * n - 1.
+    N * n rows, policy i's episodes in rows i * n .. (i + 1) * n - 1, with their hashes
+    (``Episodes.hashes``) computed along the way.
 
     Each policy's episodes draw their uniforms from its own generator (``rngs[i]``, in
     blocks of ``UNIFORM_BLOCK`` moves, drawn only while that policy has episodes running),
     so a seed's episodes do not depend on which other seeds are simulated alongside it.
     Finished episodes leave the loop; a move costs O(running episodes * (A + K)) with the
-    successor lists (K <= 3 on a slippery lake). The last few episodes (a policy that walks
-    into a wall can run until ``max_len``) finish one by one in plain Python, where a move
-    costs a microsecond rather than a dozen array operations, with the same uniforms and
-    comparisons: the episodes are the same either way.
+    successor lists (K <= 3 on a slippery lake). An episode is tracked by one integer, its
+    "code" i * S + s (policy i in state s), which indexes every per-policy table directly.
+    The last few episodes (a policy that walks into a wall can run until ``max_len``) finish
+    one by one in plain Python (``_finish_one_by_one``), where a move costs a microsecond
+    rather than a dozen array operations, with the same uniforms and comparisons: the
+    episodes are the same either way (tested).
     """
     N, S, A = policies.shape
     K = lake.next_states.shape[-1]
-    # cdf columns as flat 1-D arrays: a draw is a few `take`s and compares per running episode
-    pi_cols = _cdf(policies).reshape(N * S, A).T[:-1].copy()  # (A - 1, N * S)
-    next_cols = _cdf(lake.next_probs).reshape(S * A, K).T[:-1].copy()  # (K - 1, S * A)
-    next_flat = lake.next_states.reshape(-1)  # (S * A * K)
+    tables = _Tables(
+        pi_cols=_cdf(policies).reshape(N * S, A).T[:-1].copy(),  # code -> cdf columns of pi
+        next_cols=np.tile(_cdf(lake.next_probs).reshape(S * A, K).T[:-1], N),  # code * A + a
+        next_code=(np.arange(N)[:, None] * S + lake.next_states.reshape(1, -1)).ravel(),
+        ends=np.tile(lake.terminal, N),  # code -> is s terminal
+        state=np.tile(np.arange(S), N),  # code -> s
+        token=np.tile(_token_hashes(S, A), N),  # code * A + a -> the token's hash
+        powers=_hash_powers(max_len),
+        A=A,
+        K=K,
+    )
     M = N * n
-    states = np.zeros((M, max_len), dtype=np.int32)  # zero-padded past each episode's end
-    actions = np.zeros((M, max_len), dtype=np.int32)
+    states = np.zeros((max_len, M), dtype=np.int32)  # time-major while sampling, 0 past the end
+    actions = np.zeros((max_len, M), dtype=np.int32)
     lengths = np.full(M, max_len, dtype=np.int64)  # episodes cut at max_len keep these
-    final = np.zeros(M, dtype=np.int64)
+    final = np.zeros(M, dtype=np.int64)  # codes until the end
+    hashes = np.zeros(M, dtype=np.uint64)
     u = np.zeros((2, UNIFORM_BLOCK, M))
 
-    def refill(who: np.ndarray) -> None:  # fresh uniforms for the policies still running
-        for i in np.flatnonzero(np.bincount(who, minlength=N)):
+    def refill(codes: np.ndarray) -> None:  # fresh uniforms for the policies still running
+        for i in np.flatnonzero(np.bincount(codes // S, minlength=N)):
             u[:, :, i * n : (i + 1) * n] = rngs[i].random((2, UNIFORM_BLOCK, n))
 
+    out = (states, actions, lengths, final, hashes)
     rows = np.arange(M)  # episodes still running
-    who = rows // n  # the policy each running episode follows
-    s = np.full(M, lake.start)
+    code = np.repeat(np.arange(N) * S + lake.start, n)
     for t in range(max_len):
-        if t % UNIFORM_BLOCK == 0:
-            refill(who)
+        b = t % UNIFORM_BLOCK
+        if b == 0:
+            refill(code)
         if rows.size <= ONE_BY_ONE:
-            walk = list(zip(rows.tolist(), who.tolist(), s.tolist(), strict=True))
-            tables = (pi_cols.tolist(), next_cols.tolist(), next_flat.tolist(), S, A, K)
-            for t2 in range(t, max_len):
-                if t2 % UNIFORM_BLOCK == 0 and t2 > t and walk:
-                    refill(np.array([w for _, w, _ in walk]))
-                walk = _move_one_by_one(walk, t2, u, tables, lake, states, actions, lengths, final)
-            final[[row for row, _, _ in walk]] = [st for _, _, st in walk]  # cut at max_len
+            _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out)
             break
-        u_act, u_slip = u[:, t % UNIFORM_BLOCK, rows]
-        a = _draw(pi_cols, who * S + s, u_act)  # a ~ pi(. | s)
-        sa = s * A + a
-        nxt = next_flat[sa * K + _draw(next_cols, sa, u_slip)]  # s' ~ P(. | s, a)
-        states[rows, t], actions[rows, t] = s, a
-        done = lake.terminal[nxt]
-        ended = rows[done]
-        lengths[ended], final[ended] = t + 1, nxt[done]
-        going = ~done
-        rows, who, s = rows[going], who[going], nxt[going]
+        a = _draw(tables.pi_cols, code, u[0, b].take(rows))  # a ~ pi(. | s)
+        sa = code * A + a
+        with np.errstate(over="ignore"):  # hash arithmetic is modulo 2^64 on purpose
+            hashes[rows] += tables.token.take(sa) * tables.powers[t]
+        if K > 1:  # s' ~ P(. | s, a)
+            sa = sa * K + _draw(tables.next_cols, sa, u[1, b].take(rows))
+        nxt = tables.next_code.take(sa)
+        states[t, rows], actions[t, rows] = tables.state.take(code), a
+        done = tables.ends.take(nxt)
+        if done.any():
+            ended = rows[done]
+            lengths[ended], final[ended] = t + 1, nxt[done]
+            going = ~done
+            rows, code = rows[going], nxt[going]
+        else:
+            code = nxt
     else:
-        final[rows] = s  # cut at max_len
+        final[rows] = code  # cut at max_len
     T = int(lengths.max(initial=0))
-    return Episodes(states[:, :T], actions[:, :T], lengths, final)
+    # row-major views of the time-major arrays: no copy (most rows are only hashed)
+    return Episodes(states[:T].T, actions[:T].T, lengths, tables.state[final], hashes)
 
 
 ONE_BY_ONE = 8
 """sample_many moves the episodes one by one once no more than this many are running."""
 
 
-def _move_one_by_one(walk, t, u, tables, lake, states, actions, lengths, final):
-    """Move ``t`` of each episode (row, policy, state) in ``walk``, exactly as sample_many's
-    vectorised step draws it; returns the episodes still running."""
-    pi_cols, next_cols, next_flat, S, A, K = tables
-    b, going = t % UNIFORM_BLOCK, []
-    for row, w, s in walk:
-        u_act, u_slip = float(u[0, b, row]), float(u[1, b, row])
-        a = sum(col[w * S + s] < u_act for col in pi_cols)  # a ~ pi(. | s)
-        sa = s * A + a
-        nxt = next_flat[sa * K + sum(col[sa] < u_slip for col in next_cols)]
-        states[row, t], actions[row, t] = s, a
-        if lake.terminal[nxt]:
-            lengths[row], final[row] = t + 1, nxt
-        else:
-            going.append((row, w, nxt))
-    return going
+@dataclass(frozen=True)
+class _Tables:
+    """sample_many's lookup tables, indexed by code i * S + s or code * A + a."""
+
+    pi_cols: np.ndarray
+    next_cols: np.ndarray
+    next_code: np.ndarray
+    ends: np.ndarray
+    state: np.ndarray
+    token: np.ndarray
+    powers: np.ndarray
+    A: int
+    K: int
+
+
+def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
+    """Moves ``t`` .. ``max_len - 1`` of the episodes ``rows`` (now at ``code``), each drawn
+    exactly as sample_many's vectorised step draws it, in plain Python: per block of
+    uniforms, each episode runs until it ends or the block does (episodes are independent
+    given their uniforms), then the policies still running draw the next block."""
+    states, actions, lengths, final, hashes = out
+    # each code's cdf as a sorted list: the number of entries below u is bisect_left's index
+    pi_rows, next_rows = tables.pi_cols.T.tolist(), tables.next_cols.T.tolist()
+    next_code, ends = tables.next_code.tolist(), tables.ends.tolist()
+    state, token, powers = tables.state.tolist(), tables.token.tolist(), tables.powers.tolist()
+    A, K, mask = tables.A, tables.K, (1 << 64) - 1
+    walk = list(zip(rows.tolist(), code.tolist(), hashes[rows].tolist(), strict=True))
+    moves: list[tuple[int, int, int, int]] = []  # (t, row, s, a)
+    while walk and t < max_len:
+        if t % UNIFORM_BLOCK == 0 and moves:  # a block boundary after the first move
+            refill(np.array([c for _, c, _ in walk]))
+        stop = min(max_len, (t // UNIFORM_BLOCK + 1) * UNIFORM_BLOCK)
+        going = []
+        for row, c, h in walk:
+            u_act = u[0, t % UNIFORM_BLOCK : stop - t + t % UNIFORM_BLOCK, row].tolist()
+            u_slip = u[1, t % UNIFORM_BLOCK : stop - t + t % UNIFORM_BLOCK, row].tolist()
+            for k in range(stop - t):
+                a = bisect_left(pi_rows[c], u_act[k])  # a ~ pi(. | s)
+                sa = c * A + a
+                h = (h + token[sa] * powers[t + k]) & mask
+                if K > 1:
+                    sa = sa * K + bisect_left(next_rows[sa], u_slip[k])
+                moves.append((t + k, row, state[c], a))
+                c = next_code[sa]
+                if ends[c]:
+                    lengths[row] = t + k + 1
+                    break
+            else:
+                going.append((row, c, h))
+            final[row], hashes[row] = c, h  # c: where it ended, or stands at the cut
+        walk, t = going, stop
+    if moves:
+        at_t, at_row, s, a = (list(x) for x in zip(*moves, strict=True))
+        states[at_t, at_row], actions[at_t, at_row] = s, a
+
+
+def _token_hashes(n_states: int, n_actions: int) -> np.ndarray:
+    """Each token's (s, a) term of ``Episodes.hashes`` before its position's power: [S * A]."""
+    s, a = np.divmod(np.arange(n_states * n_actions, dtype=np.uint64), np.uint64(n_actions))
+    with np.errstate(over="ignore"):
+        return (s * _MIX[0] + a) * _MIX[1] + np.uint64(1)
+
+
+def _hash_powers(T: int) -> np.ndarray:
+    """MIX2^(t + 1) modulo 2^64 for t < T: position t's multiplier in ``Episodes.hashes``."""
+    with np.errstate(over="ignore"):
+        return np.cumprod(np.full(T, _MIX[2], dtype=np.uint64))
 
 
 def _cdf(probs: np.ndarray) -> np.ndarray:

@@ -120,4 +120,8 @@ def test_episodes_moved_one_by_one_equal_the_vectorised_ones(monkeypatch, slippe
     vectorised, scalar = run(-1), run(10**9)
     for field in ("states", "actions", "lengths", "final"):
         np.testing.assert_array_equal(getattr(vectorised, field), getattr(scalar, field))
+    # the hashes both paths compute while they simulate are those of the finished arrays
+    recomputed = Episodes(scalar.states, scalar.actions, scalar.lengths, scalar.final).hashes()
+    np.testing.assert_array_equal(vectorised.hashes(), recomputed)
+    np.testing.assert_array_equal(scalar.hashes(), recomputed)
     assert (vectorised.lengths == 20).any() and (vectorised.lengths < 20).any()  # both kinds

@@ -1,0 +1,23 @@
+"""The Frozen Lake MLP: the policy table against the network run on one-hot inputs."""
+
+import pytest
+import torch
+
+from lakelab import policy as mlp
+
+
+@pytest.mark.parametrize("activation", sorted(mlp.ACTIVATIONS))
+def test_policy_table_is_the_network_on_one_hot_states_bit_for_bit(activation):
+    params = mlp.clone(mlp.init_params([3, 4, 5], 7, 4, 6), requires_grad=True)
+    with torch.no_grad():  # move off the init so that no entry is special
+        for v in params.values():
+            v.add_(torch.linspace(-0.3, 0.4, v.numel(), dtype=v.dtype).view_as(v))
+    eye = torch.eye(7, dtype=torch.float64).expand(3, 7, 7)
+    expected = torch.log_softmax(mlp.forward(params, eye, activation), -1)
+    table = mlp.state_log_probs(params, activation)
+    assert torch.equal(table, expected)
+    weights = torch.arange(table.numel(), dtype=torch.float64).view_as(table).cos()
+    grads = torch.autograd.grad((table * weights).sum(), list(params.values()))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), list(params.values()))
+    for name, g, e in zip(params, grads, expected_grads, strict=True):
+        assert torch.equal(g, e), name
