@@ -33,7 +33,7 @@ from lakelab.config import LakeConfig
 from lakelab.lakes import Lake, make_lake
 from lakelab.negatives import OnlineNegatives
 from lakelab.optim import Adam
-from lakelab.registry import SequenceLogps, get_objective, loss_on, sequence_inputs
+from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.residual import temporal_residual
 from lakelab.solver import (
     Solution,
@@ -268,7 +268,7 @@ class _Group:
     negatives: str | None  # rejected batches: None (no pairs), "offline" or "online"
     seeds: list[int]
     explored: torch.Tensor  # (N, S): input mass trained on so far
-    inputs: list[torch.Tensor] | None = None  # the last step's objective inputs [N * B, ...]
+    metrics: dict[str, torch.Tensor] | None = None  # the last step's, per sequence [N * B]
     loss: torch.Tensor | None = None  # the last step's loss
 
 
@@ -355,9 +355,9 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
             )
             g.explored += used
             flat = _map_logps(lambda t: t.flatten(0, 1), logps)  # (N * B, T)
-            # compute_objective in two steps, to keep the per-sequence inputs for the metrics
-            g.inputs = sequence_inputs(g.method, flat)  # rows n * B .. (n + 1) * B: seed n
-            g.loss, _ = loss_on(g.method, g.inputs, g.hp)
+            # per sequence: rows n * B .. (n + 1) * B are seed n's batch
+            losses, g.metrics = compute_objective(g.method, flat, g.hp, reduction="none")
+            g.loss = losses.mean()  # the objective's batch mean over all of the method's rows
             total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
         total.backward()
@@ -485,15 +485,12 @@ def _state_counts(batch: Batch, n_states: int) -> torch.Tensor:
 
 
 def _objective_metrics(g: _Group) -> list[dict[str, float]]:
-    """The objective's own diagnostics (TRL names) per seed, from the last batch: the loss
-    function on each seed's rows of the step's sequence inputs."""
-    B = g.chosen_rows.shape[-1]  # rows per seed
-    inputs = [x.detach() for x in g.inputs]
-    out = []
-    for n in range(len(g.idx)):
-        _, metrics = loss_on(g.method, [x[n * B : (n + 1) * B] for x in inputs], g.hp)
-        out.append({f"batch/{k}": v for k, v in metrics.items()})
-    return out
+    """The objective's own diagnostics (TRL names) per seed, from the last batch: the mean of
+    each per-sequence metric over the seed's rows, which is what the objective reports for
+    that seed's batch alone (its "mean" reduction)."""
+    N = len(g.idx)
+    means = {k: v.view(N, -1).mean(1, dtype=torch.float64).tolist() for k, v in g.metrics.items()}
+    return [{f"batch/{k}": v[n] for k, v in means.items()} for n in range(N)]
 
 
 def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:

@@ -2,7 +2,11 @@
 
 Every loss takes per-sequence (B,) or per-token (B, T) log-probs and returns `(loss, metrics)`:
 `loss` is the batch-mean scalar tensor to call `.backward()` on, `metrics` a dict of plain
-Python floats named like TRL's logs (`logps/chosen`, `rewards/margins`, ...). Both tracks
+Python floats named like TRL's logs (`logps/chosen`, `rewards/margins`, ...). With
+`reduction="none"` (as in `torch.nn` losses) both stay per sequence: the losses (B,) and each
+metric as a detached (B,) tensor, whose batch means are exactly the "mean" values; averaging
+them over any subset of rows gives that subset's metrics without another call (the Frozen Lake
+experiment's per-seed metrics). Both tracks
 (Frozen Lake MLP and tiny transformer), the app and the notebooks call these same functions,
 usually through `lakelab.registry.compute_objective`.
 
@@ -32,6 +36,7 @@ from lakelab.reductions import check_token_inputs, ift_weights, mean_logps, sum_
 
 __all__ = [
     "DPO_VARIANTS",
+    "REDUCTIONS",
     "asft_loss",
     "dpo_loss",
     "ift_loss",
@@ -47,7 +52,7 @@ __all__ = [
     "sum_logps",
 ]
 
-Metrics = dict[str, float]
+REDUCTIONS = ("mean", "none")
 DPO_VARIANTS = ("hinge", "robust", "sigmoid")
 LOG1MEXP_CLAMP = -1e-6  # log1mexp treats x > -1e-6 as -1e-6: log(1 - exp(-1e-6)) ~ -13.8
 _LN2 = math.log(2.0)
@@ -94,13 +99,25 @@ def _mean(x: torch.Tensor) -> float:
     return x.detach().mean(dtype=torch.float64).item()
 
 
-def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> Metrics:
-    """TRL's reward diagnostics from per-pair implicit rewards (B,)."""
+def _reduce(
+    losses: torch.Tensor, metrics: dict[str, torch.Tensor], reduction: str
+) -> tuple[torch.Tensor, dict]:
+    """Per-sequence losses (B,) and metrics (B,) -> the batch means ("mean": a scalar loss and
+    floats) or the per-sequence values ("none": metrics detached)."""
+    if reduction == "mean":
+        return losses.mean(), {k: _mean(v) for k, v in metrics.items()}
+    if reduction == "none":
+        return losses, {k: v.detach() for k, v in metrics.items()}
+    raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+
+
+def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
+    """TRL's reward diagnostics from per-pair implicit rewards (B,), per pair."""
     return {
-        "rewards/chosen": _mean(chosen),
-        "rewards/rejected": _mean(rejected),
-        "rewards/margins": _mean(chosen - rejected),
-        "rewards/accuracies": _mean((chosen > rejected).float()),
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/margins": chosen - rejected,
+        "rewards/accuracies": (chosen > rejected).float(),
     }
 
 
@@ -145,7 +162,7 @@ def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- objectives
-def sft_loss(chosen_logps: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+def sft_loss(chosen_logps: torch.Tensor, *, reduction: str = "mean") -> tuple[torch.Tensor, dict]:
     """Supervised fine-tuning: maximise the mean log-likelihood of the chosen response.
 
         L = -mean_batch A(y_w)
@@ -153,13 +170,13 @@ def sft_loss(chosen_logps: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
     | argument      | shape | meaning                      |
     |---------------|-------|------------------------------|
     | chosen_logps  | (B,)  | A(y_w), mean token log-prob  |
+    | reduction     | str   | "mean" or "none" (per sequence) |
 
     Trap: A (per-sequence mean, then batch mean) weighs every sequence equally; a token-level
     mean over the whole batch would weigh long responses more.
     """
     _check_sequences(chosen_logps=chosen_logps)
-    loss = -chosen_logps.mean()
-    return loss, {"logps/chosen": _mean(chosen_logps)}
+    return _reduce(-chosen_logps, {"logps/chosen": chosen_logps}, reduction)
 
 
 def ift_loss(
@@ -168,7 +185,8 @@ def ift_loss(
     *,
     gamma: float = 0.95,
     weighting: str = "loss",
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Intuitive Fine-Tuning: SFT on the mixed pass with dynamic-relation-propagation weights.
 
         L = mean_batch( sum_i m_i (-logp'_i) W_i / N )       (IFT eqs. 19-22, official code)
@@ -183,6 +201,7 @@ def ift_loss(
     | mask         | (B, T) | 1/True on response tokens                    |
     | gamma        | float  | discount in [0, 1] (official default 0.95)   |
     | weighting    | str    | "loss" (official), "prefix" (eq. 20), "none" |
+    | reduction    | str    | "mean" or "none" (per sequence)  |
 
     Metrics: logps/chosen = mean A(y) of the mixed pass, ift/sft_loss = its negative (the SFT
     loss on the same log-probs), ift/weight_first_token and ift/weight_last_token = mean W at
@@ -194,18 +213,18 @@ def ift_loss(
     weights = ift_weights(token_logps, mask, gamma=gamma, weighting=weighting)  # (B, T)
     n_tokens = m.sum(dim=-1).to(token_logps.dtype)  # (B,)
     nll = torch.where(m, -token_logps, 0.0)  # (B, T)
-    loss = ((nll * weights).sum(dim=-1) / n_tokens).mean()
+    losses = (nll * weights).sum(dim=-1) / n_tokens  # (B,)
 
     first = m.to(torch.int8).argmax(dim=-1, keepdim=True)  # (B, 1) first response position
     last = m.shape[1] - 1 - m.flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
     chosen = torch.where(m, token_logps, 0.0).sum(dim=-1).detach() / n_tokens  # A(y_w)
     metrics = {
-        "logps/chosen": _mean(chosen),
-        "ift/sft_loss": -_mean(chosen),
-        "ift/weight_first_token": _mean(weights.gather(1, first)),
-        "ift/weight_last_token": _mean(weights.gather(1, last)),
+        "logps/chosen": chosen,
+        "ift/sft_loss": -chosen,
+        "ift/weight_first_token": weights.gather(1, first).squeeze(1),
+        "ift/weight_last_token": weights.gather(1, last).squeeze(1),
     }
-    return loss, metrics
+    return _reduce(losses, metrics, reduction)
 
 
 def dpo_loss(
@@ -217,7 +236,8 @@ def dpo_loss(
     beta: float = 0.1,
     variant: str = "sigmoid",
     label_smoothing: float = 0.0,
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Direct Preference Optimization on summed log-probs (Rafailov et al. 2023, eq. 7).
 
         d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))
@@ -235,6 +255,7 @@ def dpo_loss(
     | ref_rejected_logps | (B,)  | S_ref(y_l)                           |
     | beta               | float | (0, inf), TRL default 0.1            |
     | label_smoothing    | float | eps in [0, 0.5); must be 0 for hinge |
+    | reduction          | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = beta (S - S_ref) as in TRL. Traps: only the *margin* is optimised, so
     S_w can fall while the loss improves (the chosen log-prob dropping during DPO is expected,
@@ -263,11 +284,10 @@ def dpo_loss(
         losses = torch.relu(1 - d)
     else:  # robust
         losses = (-(1 - eps) * logsigmoid(d) + eps * logsigmoid(-d)) / (1 - 2 * eps)
-    loss = losses.mean()
 
     metrics = _reward_metrics(chosen_rewards, rejected_rewards)
-    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
-    return loss, metrics
+    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
+    return _reduce(losses, metrics, reduction)
 
 
 def ipo_loss(
@@ -277,7 +297,8 @@ def ipo_loss(
     ref_rejected_logps: torch.Tensor,
     *,
     beta: float = 0.1,
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Identity Preference Optimisation on mean log-probs (Azar et al. 2023; as TRL's "ipo").
 
         h = (A_w - A_ref_w) - (A_l - A_ref_l)
@@ -290,6 +311,7 @@ def ipo_loss(
     | ref_chosen_logps   | (B,)  | A_ref(y_w)                |
     | ref_rejected_logps | (B,)  | A_ref(y_l)                |
     | beta               | float | (0, inf); target margin 1/(2 beta) |
+    | reduction          | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = beta (A - A_ref), as TRL logs them. Trap: IPO's beta is the inverse of
     a target margin (small beta = large margin), unlike DPO's inverse temperature; the loss
@@ -304,13 +326,13 @@ def ipo_loss(
     beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
 
     h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)  # (B,)
-    loss = ((h - 1 / (2 * beta)) ** 2).mean()
+    losses = (h - 1 / (2 * beta)) ** 2
 
     metrics = _reward_metrics(
         beta * (chosen_logps - ref_chosen_logps), beta * (rejected_logps - ref_rejected_logps)
     )
-    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
-    return loss, metrics
+    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
+    return _reduce(losses, metrics, reduction)
 
 
 def orpo_loss(
@@ -318,7 +340,8 @@ def orpo_loss(
     rejected_logps: torch.Tensor,
     *,
     lam: float = 0.1,
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Odds-Ratio Preference Optimization on mean log-probs (Hong et al. 2024, eqs. 6-7).
 
         L = -A_w - lam * logsigmoid(logodds(y_w) - logodds(y_l))
@@ -328,6 +351,7 @@ def orpo_loss(
     | chosen_logps   | (B,)  | A(y_w), mean log-probs, <= 0            |
     | rejected_logps | (B,)  | A(y_l), <= 0                            |
     | lam            | float | [0, inf); TRL calls it beta (default 0.1) |
+    | reduction      | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = lam * A (TRL's ORPO logs beta * logps), orpo/log_odds_ratio =
     mean logsigmoid(...), orpo/log_odds_chosen = mean (logodds_w - logodds_l), orpo/nll_loss.
@@ -341,17 +365,17 @@ def orpo_loss(
     nll = -chosen_logps  # (B,)
     log_odds_ratio = log_odds(chosen_logps) - log_odds(rejected_logps)  # (B,)
     odds_term = logsigmoid(log_odds_ratio)  # (B,)
-    loss = (nll - lam * odds_term).mean()
+    losses = nll - lam * odds_term
 
     metrics = _reward_metrics(lam * chosen_logps, lam * rejected_logps)
     metrics |= {
-        "logps/chosen": _mean(chosen_logps),
-        "logps/rejected": _mean(rejected_logps),
-        "orpo/nll_loss": _mean(nll),
-        "orpo/log_odds_ratio": _mean(odds_term),
-        "orpo/log_odds_chosen": _mean(log_odds_ratio),
+        "logps/chosen": chosen_logps,
+        "logps/rejected": rejected_logps,
+        "orpo/nll_loss": nll,
+        "orpo/log_odds_ratio": odds_term,
+        "orpo/log_odds_chosen": log_odds_ratio,
     }
-    return loss, metrics
+    return _reduce(losses, metrics, reduction)
 
 
 def asft_loss(
@@ -360,7 +384,8 @@ def asft_loss(
     *,
     lam: float = 1.0,
     beta: float = 1.0,
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Aligned SFT: absolute likelihood per response, no pairing, no reference (arXiv 2409.10571).
 
         L = -A_w - lam * [logsigmoid(beta * logodds(y_w)) + logsigmoid(-beta * logodds(y_l))]
@@ -375,6 +400,7 @@ def asft_loss(
     | rejected_logps | (B,)  | A(y_l), <= 0                   |
     | lam            | float | [0, inf), default 1            |
     | beta           | float | (0, inf), default 1            |
+    | reduction      | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = beta * logodds(y), the logit of the absolute "is this response
     preferred" probability the loss pushes to 1 (chosen) and 0 (rejected); accuracies compare
@@ -390,16 +416,16 @@ def asft_loss(
     chosen_logits = beta * log_odds(chosen_logps)  # (B,)
     rejected_logits = beta * log_odds(rejected_logps)  # (B,)
     absolute = logsigmoid(chosen_logits) + logsigmoid(-rejected_logits)  # (B,)
-    loss = (-chosen_logps - lam * absolute).mean()
+    losses = -chosen_logps - lam * absolute
 
     metrics = _reward_metrics(chosen_logits, rejected_logits)
     metrics |= {
-        "logps/chosen": _mean(chosen_logps),
-        "logps/rejected": _mean(rejected_logps),
-        "asft/p_chosen": _mean(torch.sigmoid(chosen_logits)),
-        "asft/p_rejected": _mean(torch.sigmoid(rejected_logits)),
+        "logps/chosen": chosen_logps,
+        "logps/rejected": rejected_logps,
+        "asft/p_chosen": torch.sigmoid(chosen_logits.detach()),
+        "asft/p_rejected": torch.sigmoid(rejected_logits.detach()),
     }
-    return loss, metrics
+    return _reduce(losses, metrics, reduction)
 
 
 def simpo_loss(
@@ -408,7 +434,8 @@ def simpo_loss(
     *,
     beta: float = 2.0,
     gamma: float = 0.5,
-) -> tuple[torch.Tensor, Metrics]:
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
     """Simple Preference Optimization: a length-normalised margin, no reference (Meng et al.
     2024, eq. 6; TRL's CPO trainer with loss_type="simpo").
 
@@ -420,6 +447,7 @@ def simpo_loss(
     | rejected_logps | (B,)  | A(y_l)                                    |
     | beta           | float | (0, inf), paper-scale default 2.0         |
     | gamma          | float | target reward margin, [0, inf), default 0.5 |
+    | reduction      | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = beta * A (SimPO's implicit reward). Traps: A is a per-token average,
     so useful betas (2-10 in the paper) are far larger than DPO's 0.1 on sums; TRL writes the
@@ -431,8 +459,8 @@ def simpo_loss(
 
     chosen_rewards = beta * chosen_logps  # (B,)
     rejected_rewards = beta * rejected_logps  # (B,)
-    loss = -logsigmoid(chosen_rewards - rejected_rewards - gamma).mean()
+    losses = -logsigmoid(chosen_rewards - rejected_rewards - gamma)
 
     metrics = _reward_metrics(chosen_rewards, rejected_rewards)
-    metrics |= {"logps/chosen": _mean(chosen_logps), "logps/rejected": _mean(rejected_logps)}
-    return loss, metrics
+    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
+    return _reduce(losses, metrics, reduction)

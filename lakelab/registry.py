@@ -272,15 +272,16 @@ class SequenceLogps:
 
 
 def compute_objective(
-    name: str, logps: SequenceLogps, hparams: dict | None = None
-) -> tuple[torch.Tensor, dict[str, float]]:
+    name: str, logps: SequenceLogps, hparams: dict | None = None, *, reduction: str = "mean"
+) -> tuple[torch.Tensor, dict]:
     """Reduce `logps` the way objective `name` needs and return its `(loss, metrics)`.
 
     `hparams` is resolved with `resolve_hparams` (defaults filled in); model-side knobs are
     not passed to the loss. Objectives that need no pairs ignore `rejected`; ValueError if a
     pair-needing objective gets no `rejected`, or a reference-needing one no `ref_*`.
+    `reduction="none"` returns per-sequence losses and metrics (``lakelab.objectives``).
     """
-    return loss_on(name, sequence_inputs(name, logps), hparams)
+    return loss_on(name, sequence_inputs(name, logps), hparams, reduction=reduction)
 
 
 def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
@@ -316,10 +317,11 @@ def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
 
 
 def loss_on(
-    name: str, inputs: list[torch.Tensor], hparams: dict | None = None
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Objective `name`'s `(loss, metrics)` on `sequence_inputs(name, ...)`."""
+    name: str, inputs: list[torch.Tensor], hparams: dict | None = None, *, reduction: str = "mean"
+) -> tuple[torch.Tensor, dict]:
+    """Objective `name`'s `(loss, metrics)` on `sequence_inputs(name, ...)`; with
+    `reduction="none"`, per sequence (see `lakelab.objectives`)."""
     objective = get_objective(name)
     hp = resolve_hparams(name, hparams)
     loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
-    return objective.loss_fn(*inputs, **loss_kwargs)
+    return objective.loss_fn(*inputs, **loss_kwargs, reduction=reduction)

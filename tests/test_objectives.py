@@ -407,6 +407,37 @@ def test_padding_invariance(name):
             assert_close(a, b, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
+    """reduction="none": per-sequence losses and metrics whose batch means are the "mean"
+    reduction's values bit for bit, and whose row i is the objective on row i alone."""
+    g = torch.Generator().manual_seed(6)
+    lp, mask = _token_batch(torch.float64, g, B=5, T=6)
+    leaves = {k: v.requires_grad_(True) for k, v in lp.items()}
+    batch = SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"])
+    loss, metrics = compute_objective(name, batch)
+    losses, rows = compute_objective(name, batch, reduction="none")
+    assert losses.shape == (5,) and losses.requires_grad
+    assert torch.equal(losses.mean(), loss)
+    assert sorted(rows) == sorted(metrics)
+    for k, v in rows.items():
+        assert v.shape == (5,) and not v.requires_grad, k
+        assert v.mean(dtype=torch.float64).item() == metrics[k], k
+    for i in range(5):
+        one = SequenceLogps(
+            *(t[i : i + 1] for t in (lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
+        )
+        alone, alone_metrics = compute_objective(name, one)
+        assert alone.item() == pytest.approx(losses[i].item(), rel=1e-12, abs=1e-15)
+        for k, v in alone_metrics.items():
+            assert v == pytest.approx(rows[k][i].item(), rel=1e-12, abs=1e-15), k
+
+
+def test_unknown_reduction_is_a_value_error():
+    with pytest.raises(ValueError, match=r"reduction must be one of \['mean', 'none'\], got 'sum'"):
+        O.sft_loss(t64([-1.0]), reduction="sum")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_finite_for_logps_anywhere_in_range(name, dtype):

@@ -60,12 +60,13 @@ def test_registry_has_the_seven_objectives():
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_defaults_match_function_defaults(name):
     """Every loss-side hyper-parameter is a keyword of the loss with the same default, and
-    every keyword of the loss is registered: registry and code cannot drift apart."""
+    every keyword of the loss (but ``reduction``, the output's form) is registered: registry
+    and code cannot drift apart."""
     objective = OBJECTIVES[name]
     keywords = {
         p.name: p.default
         for p in inspect.signature(objective.loss_fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "reduction"
     }
     loss_side = {hp.name: hp.default for hp in objective.hyperparams if not hp.model_side}
     assert loss_side == keywords
