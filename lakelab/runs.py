@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lakelab.config import LakeConfig, config_from_dict
-from lakelab.experiment import MethodResult, build_setup, train_methods
+from lakelab.experiment import MethodResult, Setup, build_setup, train_methods
 from lakelab.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from lakelab.registry import get_objective
 
@@ -141,8 +141,8 @@ def run_lake(
     (``shares``): this process trains the first while worker processes (forked on Linux,
     ``worker_start_method``) train the others. The numbers are the same either way (a
     method's computation does not depend on which methods share its batch or where it runs;
-    tested). Cells are written as soon as a
-    share finishes, so an error or interruption loses only the shares still running.
+    tested). Each process writes its share's cells as soon as the share finishes, so an
+    error or interruption loses only the shares still running.
     """
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -159,11 +159,6 @@ def run_lake(
     if total and progress:
         progress(0, total)
 
-    def finished(results: dict[str, MethodResult]) -> None:
-        for method, result in results.items():
-            for n, i in enumerate(missing[method]):
-                _write_cell(out, config, method, seeds[i], result, n)
-
     def tick(k: int) -> None:
         nonlocal done
         done += k
@@ -178,15 +173,28 @@ def run_lake(
             if warm_up:
                 pool.submit(int)  # start the workers now: they import torch during the set-up
             setup = build_setup(config)
-            jobs = [pool.submit(train_methods, setup, part) for part in parts[1:]]
-            finished(train_methods(setup, parts[0], progress=tick))  # this process's share
+            jobs = [pool.submit(_train_share, setup, part, out) for part in parts[1:]]
+            _train_share(setup, parts[0], out, progress=tick)  # this process's share
             for job in as_completed(jobs):
-                results = job.result()
-                finished(results)
-                tick(config.steps * len(results))
+                tick(config.steps * len(job.result()))
     elif parts:
-        finished(train_methods(build_setup(config), parts[0], progress=tick))
+        _train_share(build_setup(config), parts[0], out, progress=tick)
     return write_reports(config, out)
+
+
+def _train_share(
+    setup: Setup,
+    part: dict[str, list[int]],
+    out: Path,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Train the methods of ``part`` (method -> seed indices) together and write their
+    cells; returns the methods."""
+    results = train_methods(setup, part, progress=progress)
+    for method, result in results.items():
+        for n, i in enumerate(part[method]):
+            _write_cell(out, setup.config, method, setup.seeds[i], result, n)
+    return list(results)
 
 
 # relative cost of a method in a joint run, from timing `train_methods` on the paper preset
