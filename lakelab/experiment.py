@@ -305,8 +305,8 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     target = {k: v[idx] for k, v in setup.theta_star.items()}
     with torch.no_grad():
         ref_table = mlp.state_log_probs(theta0, cfg.activation)  # (R, S, A), frozen
-    params = mlp.clone(theta0, requires_grad=True)
-    opt = Adam(params, lr=cfg.lr)
+    theta = mlp.FlatParams(theta0)  # one leaf: one Adam update for every parameter
+    opt = Adam({"flat": theta.flat}, lr=cfg.lr)
     P = torch.tensor(lake.P)
     online = [g for g in groups if g.negatives == "online"]
     on_rows = torch.cat([torch.arange(len(idx))[g.rows] for g in online]) if online else None
@@ -327,6 +327,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     ift = any(g.method == "ift" for g in groups)  # IFT also runs the network on mixed inputs
 
     for step in range(cfg.steps + 1):
+        params = theta.views()
         if step % cfg.log_every == 0 or step == cfg.steps:
             explored = torch.cat([g.explored for g in groups])
             for r, row in enumerate(_exact_metrics(setup, params, target, explored)):
@@ -362,12 +363,13 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         opt.zero_grad()
         total.backward()
         opt.step()
-        _check_finite(groups, step, total, params)
+        _check_finite(groups, step, total, theta)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             last_metrics = [row for g in groups for row in _objective_metrics(g)]
         if progress is not None:
             progress(len(groups))
 
+    params = theta.views()
     with torch.no_grad():
         probs = mlp.state_log_probs(params, cfg.activation).exp().numpy()
         error = mlp.state_param_error(params, target).numpy()
@@ -500,12 +502,13 @@ def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:
     )
 
 
-def _check_finite(groups: list[_Group], step: int, total, params) -> None:
+def _check_finite(groups: list[_Group], step: int, total, theta: mlp.FlatParams) -> None:
     """Raise ``Diverged`` naming the first method (and its seeds) whose loss or parameters
     are NaN or inf."""
     with torch.no_grad():  # fast path: one sum is finite iff every term is
-        if math.isfinite(float(total + sum(v.sum() for v in params.values()))):
+        if math.isfinite(float(total + theta.flat.sum())):
             return
+    params = theta.views()
     bad = torch.zeros(params["W1"].shape[0], dtype=torch.bool)
     for v in params.values():
         bad |= ~torch.isfinite(v.detach()).flatten(1).all(1)

@@ -48,6 +48,28 @@ def clone(params: Params, *, requires_grad: bool = False) -> Params:
     return {k: v.detach().clone().requires_grad_(requires_grad) for k, v in params.items()}
 
 
+class FlatParams:
+    """Parameters kept in one flat leaf tensor, ``flat``: W1, b1, W2, b2 one after another.
+
+    ``views()`` gives them as a ``Params`` dict of views (call it once per step: the views
+    carry that step's graph back to ``flat``), so an optimiser updates every parameter with
+    one set of elementwise ops and a finiteness check is one sum. Values and gradients are
+    those of separate tensors bit for bit (each view is contiguous; the gradient of ``flat``
+    is the views' gradients laid end to end).
+    """
+
+    def __init__(self, params: Params) -> None:
+        self.names = list(params)
+        self.shapes = [v.shape for v in params.values()]
+        self.sizes = [v.numel() for v in params.values()]
+        self.flat = torch.cat([v.detach().reshape(-1) for v in params.values()])
+        self.flat.requires_grad_(True)
+
+    def views(self) -> Params:
+        parts = self.flat.split(self.sizes)
+        return {k: p.view(s) for k, p, s in zip(self.names, parts, self.shapes, strict=True)}
+
+
 def forward(params: Params, x: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
     """Action logits for input vectors ``x`` [N, ..., S] -> [N, ..., A]."""
     act = ACTIVATIONS[activation]

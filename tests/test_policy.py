@@ -21,3 +21,20 @@ def test_policy_table_is_the_network_on_one_hot_states_bit_for_bit(activation):
     expected_grads = torch.autograd.grad((expected * weights).sum(), list(params.values()))
     for name, g, e in zip(params, grads, expected_grads, strict=True):
         assert torch.equal(g, e), name
+
+
+def test_flat_params_views_and_gradients_equal_separate_tensors():
+    params = mlp.clone(mlp.init_params([1, 2], 5, 4, 3), requires_grad=True)
+    theta = mlp.FlatParams(params)
+    views = theta.views()
+    assert list(views) == list(params)
+    for k in params:
+        assert torch.equal(views[k], params[k]) and views[k].is_contiguous(), k
+    weights = torch.linspace(-1, 1, 2 * 5 * 4, dtype=torch.float64).view(2, 5, 4)
+    (mlp.state_log_probs(views) * weights).sum().backward()
+    (mlp.state_log_probs(params) * weights).sum().backward()
+    expected = torch.cat([params[k].grad.reshape(-1) for k in params])
+    assert torch.equal(theta.flat.grad, expected)
+    with torch.no_grad():  # an update of the leaf shows in the next views
+        theta.flat.add_(1.0)
+    assert torch.equal(theta.views()["b2"], params["b2"].detach() + 1.0)
