@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -267,7 +267,7 @@ class _Group:
     offline_rows: np.ndarray
     negatives: str | None  # rejected batches: None (no pairs), "offline" or "online"
     seeds: list[int]
-    explored: torch.Tensor  # (N, S): input mass trained on so far
+    explored: np.ndarray  # (N, S): input mass trained on so far
     metrics: dict[str, torch.Tensor] | None = None  # the last step's, per sequence [N * B]
     loss: torch.Tensor | None = None  # the last step's loss
 
@@ -290,7 +290,7 @@ def _groups(setup: Setup, todo: dict[str, list[int] | None]) -> list[_Group]:
                 _batch_rows(setup.offline, idx, seeds, REJECTED_BATCHES, cfg),
                 cfg.negatives if objective.needs_pairs else None,
                 seeds,
-                torch.zeros(len(idx), setup.lake.n_states, dtype=torch.float64),
+                np.zeros((len(idx), setup.lake.n_states)),
             )
         )
         first += len(idx)
@@ -329,7 +329,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     for step in range(cfg.steps + 1):
         params = theta.views()
         if step % cfg.log_every == 0 or step == cfg.steps:
-            explored = torch.cat([g.explored for g in groups])
+            explored = np.concatenate([g.explored for g in groups])
             for r, row in enumerate(_exact_metrics(setup, params, target, explored)):
                 rows[r].append(
                     {"step": step, **row, "online_fallback": fallbacks[r], **last_metrics[r]}
@@ -355,9 +355,8 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
                 setup, g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P
             )
             g.explored += used
-            flat = _map_logps(lambda t: t.flatten(0, 1), logps)  # (N * B, T)
             # per sequence: rows n * B .. (n + 1) * B are seed n's batch
-            losses, g.metrics = compute_objective(g.method, flat, g.hp, reduction="none")
+            losses, g.metrics = compute_objective(g.method, logps, g.hp, reduction="none")
             g.loss = losses.mean()  # the objective's batch mean over all of the method's rows
             total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
@@ -374,7 +373,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         probs = mlp.state_log_probs(params, cfg.activation).exp().numpy()
         error = mlp.state_param_error(params, target).numpy()
     return {
-        g.method: MethodResult(rows[g.rows], g.explored.numpy(), error[g.rows], probs[g.rows])
+        g.method: MethodResult(rows[g.rows], g.explored, error[g.rows], probs[g.rows])
         for g in groups
     }
 
@@ -397,42 +396,48 @@ def _batch_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:
 
 
 def _policy_logps(setup, method, hp, params, table, ref_table, chosen, rejected, P):
-    """Per-token log-probs [N, B, T] the objective needs, and the input mass [N, S] trained on.
+    """Per-token log-probs [N * B, T] the objective needs (rows n * B .. (n + 1) * B: seed
+    n's batch), and the input mass [N, S] trained on (numpy).
 
     ``table``: log pi_theta(a | s) [N, S, A] (with grad), ``ref_table``: the same for the
     frozen theta_0. With one-hot inputs a token's log-prob is the lookup table[n, s_t, a_t],
     the same function (and gradient) as a forward pass per token, at the cost of one forward
     over the S states. IFT's mixed inputs are the exception (``_ift_logps``).
     """
-    S = setup.lake.n_states
-    at_c = _token_index(chosen, table.shape)
-    if method == "ift":
+    _, S, A = table.shape
+    if method == "ift":  # IFT needs no pairs: no token indices
         logp_c, used = _ift_logps(setup, hp, params, table, chosen, P)
+        logp_c = logp_c.flatten(0, 1)
     else:
-        used = _state_counts(chosen, S)
-        logp_c = _lookup(table, at_c, chosen)  # (N, B, T)
+        at_c, used = _tokens(chosen, S, A)
+        logp_c = _lookup(table, at_c, chosen)
     logp_r = ref_c = ref_r = None
     if rejected is not None:
-        at_r = _token_index(rejected, table.shape)
-        used = used + _state_counts(rejected, S)
+        at_r, used_r = _tokens(rejected, S, A)
+        used = used + used_r
         logp_r = _lookup(table, at_r, rejected)
         if get_objective(method).needs_reference:
             ref_c, ref_r = _lookup(ref_table, at_c, chosen), _lookup(ref_table, at_r, rejected)
-    mask_r = None if rejected is None else rejected.mask
-    return SequenceLogps(logp_c, chosen.mask, logp_r, mask_r, ref_c, ref_r), used
+    mask_c = chosen.mask.flatten(0, 1)
+    mask_r = None if rejected is None else rejected.mask.flatten(0, 1)
+    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r), used
 
 
-def _token_index(batch: Batch, table_shape: torch.Size) -> torch.Tensor:
-    """Each token's entry (n, s_t, a_t) of a table [N, S, A] as a flat index [N * B * T]."""
-    N, S, A = table_shape
-    flat = (np.arange(N)[:, None, None] * S + batch.states.numpy()) * A + batch.actions.numpy()
-    return torch.from_numpy(flat.ravel())
+def _tokens(batch: Batch, n_states: int, n_actions: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Each token's entry (n, s_t, a_t) of a table [N, S, A] as a flat index [N * B * T], and
+    how often each state is an input of ``batch`` [N, S] (its one-hot inputs summed)."""
+    states, mask = batch.states.numpy(), batch.mask.numpy()
+    N = states.shape[0]
+    at = np.arange(N)[:, None, None] * n_states + states  # (N, B, T): entry (n, s_t)
+    counts = np.bincount(at[mask], minlength=N * n_states).reshape(N, n_states)
+    return torch.from_numpy((at * n_actions + batch.actions.numpy()).ravel()), counts.astype(float)
 
 
 def _lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """table[n, s_t, a_t] for every token of ``batch``: [N, B, T]. (``index_select`` on the
-    flat table is the same gather as ``table[n, s, a]``, with the same gradient, 4x faster.)"""
-    return table.reshape(-1).index_select(0, index).view(batch.states.shape)
+    """table[n, s_t, a_t] for every token of ``batch`` [N, B, T], as [N * B, T].
+    (``index_select`` on the flat table is the same gather as ``table[n, s, a]``, with the
+    same gradient, 4x faster.)"""
+    return table.reshape(-1).index_select(0, index).view(-1, batch.states.shape[-1])
 
 
 def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch.Tensor]:
@@ -472,18 +477,11 @@ def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch
     # input mass: the start state once per trajectory, each later token's mixed input
     tokens = torch.zeros(N, U, dtype=torch.float64)
     tokens.scatter_add_(1, inverse.flatten(1), chosen.mask[..., 1:].flatten(1).double())
-    start = _state_counts(
-        Batch(chosen.states[..., :1], chosen.actions[..., :1], chosen.mask[..., :1]), S
+    _, start = _tokens(
+        Batch(chosen.states[..., :1], chosen.actions[..., :1], chosen.mask[..., :1]), S, 1
     )
-    used = start + torch.einsum("nu,nus->ns", tokens, mixed.detach())
+    used = start + torch.einsum("nu,nus->ns", tokens, mixed.detach()).numpy()
     return torch.cat([first, rest], -1), used
-
-
-def _state_counts(batch: Batch, n_states: int) -> torch.Tensor:
-    """How often each state is an input of ``batch``: [N, S] (one-hot inputs summed)."""
-    N = batch.states.shape[0]
-    counts = torch.zeros(N, n_states, dtype=torch.float64)
-    return counts.scatter_add_(1, batch.states.flatten(1), batch.mask.flatten(1).double())
 
 
 def _objective_metrics(g: _Group) -> list[dict[str, float]]:
@@ -493,13 +491,6 @@ def _objective_metrics(g: _Group) -> list[dict[str, float]]:
     N = len(g.idx)
     means = {k: v.view(N, -1).mean(1, dtype=torch.float64).tolist() for k, v in g.metrics.items()}
     return [{f"batch/{k}": v[n] for k, v in means.items()} for n in range(N)]
-
-
-def _map_logps(fn, logps: SequenceLogps) -> SequenceLogps:
-    """Apply ``fn`` to every tensor of ``logps`` (None stays None)."""
-    return SequenceLogps(
-        *(None if (t := getattr(logps, f.name)) is None else fn(t) for f in fields(logps))
-    )
 
 
 def _check_finite(groups: list[_Group], step: int, total, theta: mlp.FlatParams) -> None:
@@ -559,7 +550,7 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
                 else _route_logp(logp[n], setup.suboptimal_route)
             ),
         }
-        row.update(explored_summary(explored[n].numpy(), own[n], cfg.explored_share))
+        row.update(explored_summary(explored[n], own[n], cfg.explored_share))
         out.append(row)
     return out
 

@@ -105,7 +105,7 @@ def test_ift_mixed_inputs_match_eq_17_by_hand():
                     pred = (pi[n, prev][:, None] * P[prev]).sum(0)
                 expected[route.states[i]] += 0.7
                 expected += 0.3 * pred
-            torch.testing.assert_close(used[n], expected)
+            torch.testing.assert_close(torch.from_numpy(used[n]), expected)
 
 
 def test_ift_with_lam_0_and_gamma_0_reproduces_sft_rows():
