@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -289,10 +290,11 @@ def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
     uniforms, each episode runs until it ends or the block does (episodes are independent
     given their uniforms), then the policies still running draw the next block."""
     states, actions, lengths, final, hashes = out
-    # each code's cdf as a sorted list: the number of entries below u is bisect_left's index
-    pi_rows, next_rows = tables.pi_cols.T.tolist(), tables.next_cols.T.tolist()
-    next_code, ends = tables.next_code.tolist(), tables.ends.tolist()
-    state, token, powers = tables.state.tolist(), tables.token.tolist(), tables.powers.tolist()
+    # each code's cdf as a sorted list (the number of entries below u is bisect_left's index),
+    # converted when first visited: the tail visits a handful of the N * S codes
+    pi_rows, next_rows = _RowLists(tables.pi_cols.T), _RowLists(tables.next_cols.T)
+    next_code, ends, state = tables.next_code.item, tables.ends.item, tables.state.item
+    token, powers = tables.token.item, tables.powers.item
     A, K, mask = tables.A, tables.K, (1 << 64) - 1
     walk = list(zip(rows.tolist(), code.tolist(), hashes[rows].tolist(), strict=True))
     moves: list[tuple[int, int, int, int]] = []  # (t, row, s, a)
@@ -307,12 +309,12 @@ def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
             for k in range(stop - t):
                 a = bisect_left(pi_rows[c], u_act[k])  # a ~ pi(. | s)
                 sa = c * A + a
-                h = (h + token[sa] * powers[t + k]) & mask
+                h = (h + token(sa) * powers(t + k)) & mask
                 if K > 1:
                     sa = sa * K + bisect_left(next_rows[sa], u_slip[k])
-                moves.append((t + k, row, state[c], a))
-                c = next_code[sa]
-                if ends[c]:
+                moves.append((t + k, row, state(c), a))
+                c = next_code(sa)
+                if ends(c):
                     lengths[row] = t + k + 1
                     break
             else:
@@ -322,6 +324,18 @@ def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
     if moves:
         at_t, at_row, s, a = (list(x) for x in zip(*moves, strict=True))
         states[at_t, at_row], actions[at_t, at_row] = s, a
+
+
+class _RowLists(dict):
+    """Rows of a 2-D array as Python lists, each converted on first access."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__()
+        self.array = array
+
+    def __missing__(self, i: int) -> list:
+        self[i] = row = self.array[i].tolist()
+        return row
 
 
 def _token_hashes(n_states: int, n_actions: int) -> np.ndarray:
@@ -358,11 +372,17 @@ def _draw(cols: np.ndarray, row: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Batch:
-    """Padded trajectories: ``states``, ``actions`` long [..., T], ``mask`` bool [..., T]."""
+    """Padded trajectories: ``states``, ``actions`` long [..., T], ``mask`` bool [..., T],
+    True on each trajectory's first ``lengths`` positions (padding after)."""
 
     states: torch.Tensor
     actions: torch.Tensor
     mask: torch.Tensor
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Each trajectory's length [...] (numpy)."""
+        return self.mask.numpy().sum(-1)
 
     def inputs(self, n_states: int) -> torch.Tensor:
         """One-hot input vectors [..., T, S] (padding positions are all-zero)."""
@@ -374,10 +394,11 @@ class Batch:
         trimmed to the longest selected trajectory."""
         rows = np.asarray(rows)  # numpy's fancy indexing is several times cheaper than torch's
         seed = np.arange(rows.shape[0])[:, None]  # (N, 1)
-        mask = self.mask.numpy()[seed, rows]  # (N, B, T)
-        T = int(mask.sum(-1).max())
+        lengths = self.lengths[seed, rows]  # (N, B)
+        T = int(lengths.max())
         states, actions = self.states.numpy()[seed, rows, :T], self.actions.numpy()[seed, rows, :T]
-        return Batch(*map(torch.from_numpy, (states, actions, mask[..., :T])))
+        mask = np.arange(T) < lengths[..., None]
+        return Batch(*map(torch.from_numpy, (states, actions, mask)))
 
 
 def to_batch(rows: list[Episodes | list[Trajectory]]) -> Batch:

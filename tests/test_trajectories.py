@@ -88,6 +88,26 @@ def test_episodes_round_trip_and_batch():
     assert picked.actions[0, :, 0].tolist() == [1, 1]
 
 
+def test_select_equals_indexing_the_pools_then_trimming():
+    lake = make_lake("4x4", slippery=True)
+    pools = [
+        sample(lake, random_policy(s, 16), 30, np.random.default_rng(s), max_len=12)
+        for s in range(3)
+    ]
+    batch = to_batch(pools)
+    order = np.stack([np.argsort(pool.lengths, kind="stable") for pool in pools])
+    rows = np.random.default_rng(7).permuted(order[:, :6], axis=1)  # shorter ones, shuffled
+    picked = batch.select(rows)
+    seed = torch.arange(3)[:, None]
+    index = torch.from_numpy(rows)
+    mask = batch.mask[seed, index]
+    T = int(mask.sum(-1).max())
+    assert T < batch.mask.shape[-1]  # trimmed
+    assert torch.equal(picked.mask, mask[..., :T])
+    assert torch.equal(picked.states, batch.states[seed, index, :T])
+    assert torch.equal(picked.actions, batch.actions[seed, index, :T])
+
+
 @pytest.mark.parametrize("policy_seed", [0, 1])
 def test_episodes_end_in_terminal_states_or_at_max_len(policy_seed):
     lake = make_lake("8x8", slippery=True)
