@@ -230,7 +230,7 @@ def sample_many(
 
     def refill(codes: np.ndarray) -> None:  # fresh uniforms for the policies still running
         for i in np.flatnonzero(np.bincount(codes // S, minlength=N)):
-            u[:, :, i * n : (i + 1) * n] = rngs[i].random((2, UNIFORM_BLOCK, n))
+            _uniforms(rngs[i], u[:, :, i * n : (i + 1) * n], slips=K > 1)
 
     out = (states, actions, lengths, final, hashes)
     rows = np.arange(M)  # episodes still running
@@ -324,6 +324,19 @@ def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
     if moves:
         at_t, at_row, s, a = (list(x) for x in zip(*moves, strict=True))
         states[at_t, at_row], actions[at_t, at_row] = s, a
+
+
+def _uniforms(rng: np.random.Generator, out: np.ndarray, *, slips: bool) -> None:
+    """Fill ``out`` [2, block, n] (action uniforms, then slip uniforms) with
+    ``rng.random(out.shape)``. Without slips (deterministic moves) the slip half is never
+    read: a PCG64 generator then skips its draws (``advance``, one 64-bit output per double),
+    leaving the generator where drawing them would (tested) at half the cost."""
+    bits = rng.bit_generator
+    if slips or not isinstance(bits, np.random.PCG64 | np.random.PCG64DXSM):
+        out[...] = rng.random(out.shape)
+    else:
+        out[0] = rng.random(out.shape[1:])
+        bits.advance(out[1].size)
 
 
 class _RowLists(dict):

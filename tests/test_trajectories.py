@@ -145,3 +145,29 @@ def test_episodes_moved_one_by_one_equal_the_vectorised_ones(monkeypatch, slippe
     np.testing.assert_array_equal(vectorised.hashes(), recomputed)
     np.testing.assert_array_equal(scalar.hashes(), recomputed)
     assert (vectorised.lengths == 20).any() and (vectorised.lengths < 20).any()  # both kinds
+
+
+def test_deterministic_lakes_skip_the_slip_uniforms_without_changing_the_stream(monkeypatch):
+    # on a deterministic lake the slip uniforms are never read, and a PCG64 generator skips
+    # them: the episodes must equal those of drawing every uniform
+    from lakelab import trajectories
+
+    lake = make_lake("two-paths")
+    policies = np.stack([random_policy(s, lake.n_states) for s in range(3)])
+
+    def run():
+        rngs = [np.random.default_rng([s, 5]) for s in range(3)]
+        eps = sample_many(lake, policies, 40, rngs, max_len=40)  # 40 > UNIFORM_BLOCK
+        return eps, [r.random() for r in rngs]  # and where each generator was left
+
+    skipped, after_skip = run()
+    monkeypatch.setattr(
+        trajectories,
+        "_uniforms",
+        lambda rng, out, slips: out.__setitem__(..., rng.random(out.shape)),
+    )
+    drawn, after_draw = run()
+    for field in ("states", "actions", "lengths", "final"):
+        np.testing.assert_array_equal(getattr(skipped, field), getattr(drawn, field))
+    assert after_skip == after_draw
+    assert (drawn.lengths > trajectories.UNIFORM_BLOCK).any()  # several blocks were drawn
