@@ -31,10 +31,12 @@ def draw_lake(
     vmin: float | None = None,
     vmax: float | None = None,
     annotate: bool = True,
+    numbers: bool = True,
     colorbar: bool = True,
     ticks: bool = True,
 ) -> Axes:
-    """Draw ``lake`` with ``values`` [S] as a heatmap and ``policy`` [S, A] as arrows.
+    """Draw ``lake`` with ``values`` [S] as a heatmap and ``policy`` [S, A] as arrows;
+    ``annotate`` writes the S/H/G letters and, with ``numbers``, each cell's value.
 
     Holes are dark squares, the goal is gold. Each action's arrow has length proportional to
     its probability, so a deterministic policy shows one arrow per cell and a soft policy a
@@ -62,7 +64,7 @@ def draw_lake(
                 color="white" if light else "black",
                 weight="bold",
             )
-        if annotate and values is not None and cell not in "HG":
+        if annotate and numbers and values is not None and cell not in "HG":
             ax.text(
                 c,
                 r + 0.42,
@@ -122,8 +124,10 @@ def draw_grid_mass(
     vmax: float | None = None,
     colorbar: bool = True,
     ticks: bool = True,
+    numbers: bool = True,
 ) -> Axes:
-    """Per-cell mass [S] (e.g. an explored-grid histogram) as a heatmap over the lake."""
+    """Per-cell mass [S] (e.g. an explored-grid histogram) as a heatmap over the lake, each
+    cell's value written on it unless ``numbers`` is False."""
     return draw_lake(
         lake,
         values=mass,
@@ -132,6 +136,7 @@ def draw_grid_mass(
         cmap=cmap,
         vmin=0.0,
         vmax=vmax,
+        numbers=numbers,
         colorbar=colorbar,
         ticks=ticks,
     )

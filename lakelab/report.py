@@ -58,6 +58,9 @@ def experiment_figure(
             vmax=vmax,
             colorbar=False,  # one shared scale (vmax): one colorbar for the row
             ticks=False,
+            # colour only: 119 value labels were a quarter of the figure's cost (the app and
+            # notebook 03 write every cell's value)
+            numbers=False,
         )
     for j in range(len(methods), ncol):
         axes[1, j].axis("off")
