@@ -535,44 +535,45 @@ def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, flo
     own = own / own.sum(-1, keepdims=True)
     success = success_probability(lake, pi)  # (N,)
     returns = policy_evaluation(lake, pi, gamma=cfg.gamma)[0][:, lake.start]  # (N,)
-    out = []
-    for n in range(logp.shape[0]):
-        row = {
-            "param_mse": float(mse[n]),
-            "kl_uniform": float(kl[n, live].mean()),
-            "kl_visitation": float((w[n] * kl[n, live]).sum()),
-            "success": float(success[n]),
-            "return": float(returns[n]),
-            "logp_optimal": _route_logp(logp[n], setup.optimal_route),
-            "logp_suboptimal": (
-                np.nan
-                if setup.suboptimal_route is None
-                else _route_logp(logp[n], setup.suboptimal_route)
-            ),
-        }
-        row.update(explored_summary(explored[n], own[n], cfg.explored_share))
-        out.append(row)
-    return out
+    kl_live = kl[:, live]
+    suboptimal = setup.suboptimal_route
+    columns = {
+        "param_mse": mse,
+        "kl_uniform": kl_live.mean(1),
+        "kl_visitation": (w * kl_live).sum(1),
+        "success": success,
+        "return": returns,
+        "logp_optimal": _route_logp(logp, setup.optimal_route),
+        "logp_suboptimal": (
+            np.full(len(mse), np.nan) if suboptimal is None else _route_logp(logp, suboptimal)
+        ),
+        **explored_summary(explored, own, cfg.explored_share),
+    }
+    values = zip(*(np.asarray(v).tolist() for v in columns.values()), strict=True)
+    return [dict(zip(columns, row, strict=True)) for row in values]
 
 
-def _route_logp(logp: np.ndarray, route: Trajectory) -> float:
-    """log pi(route) = sum_t log pi(a_t | s_t) (the policy's share of the route's probability)."""
-    return float(logp[list(route.states), list(route.actions)].sum())
+def _route_logp(logp: np.ndarray, route: Trajectory) -> np.ndarray:
+    """log pi(route) = sum_t log pi(a_t | s_t) per policy of ``logp`` [N, S, A]: [N] (the
+    policy's share of the route's probability)."""
+    return logp[:, list(route.states), list(route.actions)].sum(1)
 
 
-def explored_summary(mass: np.ndarray, visitation: np.ndarray, share: float) -> dict[str, float]:
-    """Summary of an explored grid ``mass`` [S] against the agent's own ``visitation`` [S].
+def explored_summary(mass: np.ndarray, visitation: np.ndarray, share: float) -> dict:
+    """Summary of explored grids ``mass`` [..., S] against the agent's own ``visitation``
+    [..., S], per leading index (floats for one grid [S]).
 
     ``explored_cells``: cells holding at least ``share`` of the mass.
     ``explored_overlap``: sum_s min(p(s), d(s)) = 1 - total variation between the explored
     distribution p and the visitation distribution d (1 = the method trains exactly where
     the agent goes; the paper's "alignment with the agent's own preference").
+    A grid without mass scores 0 on both.
     """
-    total = mass.sum()
-    if total <= 0:
-        return {"explored_cells": 0.0, "explored_overlap": 0.0}
-    p = mass / total
-    return {
-        "explored_cells": float((p >= share).sum()),
-        "explored_overlap": float(np.minimum(p, visitation).sum()),
-    }
+    total = mass.sum(-1, keepdims=True)
+    some = total > 0
+    p = np.divide(mass, total, out=np.zeros_like(mass, dtype=float), where=some)
+    cells = np.where(some[..., 0], (p >= share).sum(-1), 0).astype(float)
+    overlap = np.where(some[..., 0], np.minimum(p, visitation).sum(-1), 0.0)
+    if mass.ndim == 1:
+        return {"explored_cells": float(cells), "explored_overlap": float(overlap)}
+    return {"explored_cells": cells, "explored_overlap": overlap}
