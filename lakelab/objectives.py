@@ -211,7 +211,7 @@ def ift_loss(
     """
     m = check_token_inputs(token_logps, mask)
     weights = ift_weights(token_logps, mask, gamma=gamma, weighting=weighting)  # (B, T)
-    n_tokens = m.sum(dim=-1).to(token_logps.dtype)  # (B,)
+    n_tokens = m.sum(dim=-1, dtype=token_logps.dtype)  # (B,)
     nll = torch.where(m, -token_logps, 0.0)  # (B, T)
     losses = (nll * weights).sum(dim=-1) / n_tokens  # (B,)
 

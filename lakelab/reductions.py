@@ -83,7 +83,7 @@ def mean_logps(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Shapes as in `sum_logps`; returns (B,). Used by SFT, IPO, ORPO, ASFT and SimPO.
     """
     m = check_token_inputs(token_logps, mask)
-    n_tokens = m.sum(dim=-1).to(token_logps.dtype)  # (B,)
+    n_tokens = m.sum(dim=-1, dtype=token_logps.dtype)  # (B,)
     return torch.where(m, token_logps, 0.0).sum(dim=-1) / n_tokens  # (B,)
 
 
