@@ -459,10 +459,10 @@ def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch
             nxt = P[torch.arange(S), probs.argmax(-1)]  # (N, S, S')
         else:
             nxt = torch.einsum("nsa,sat->nst", probs, P)  # (N, S, S')
-    pairs, inverse = torch.unique(
-        chosen.states[..., :-1] * S + chosen.states[..., 1:], return_inverse=True
-    )
-    two = torch.stack([pairs // S, pairs % S], -1)  # (U, 2): (s_{i-1}, s_i) as a 2-token sequence
+    states = chosen.states.numpy()
+    pairs, inverse = np.unique(states[..., :-1] * S + states[..., 1:], return_inverse=True)
+    two = torch.from_numpy(np.stack([pairs // S, pairs % S], -1))  # (U, 2): (s_{i-1}, s_i)
+    inverse = torch.from_numpy(inverse.reshape(states[..., 1:].shape))  # (N, B, T - 1)
     U = len(pairs)
     x = torch.nn.functional.one_hot(two, S).double().expand(N, U, 2, S)  # (N, U, 2, S)
     mixed = temporal_residual(

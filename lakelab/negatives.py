@@ -74,6 +74,7 @@ class OnlineNegatives:
         fresh_rows = np.flatnonzero(keep.ravel()) + rows.start * self.D  # rows of `episodes`
         lengths = episodes.lengths[fresh_rows]
         T = max(base.states.shape[-1], int(lengths.max(initial=0)))
+        # select's arrays are fresh copies: fill them in place, widened only if need be
         states, actions, mask = (
             _pad_time(t.numpy(), T) for t in (base.states, base.actions, base.mask)
         )
@@ -88,7 +89,9 @@ class OnlineNegatives:
 
 
 def _pad_time(t: np.ndarray, T: int) -> np.ndarray:
-    """``t`` [N, B, T0] zero-padded (False for masks) to [N, B, T], as a new array."""
+    """``t`` [N, B, T0] zero-padded (False for masks) to [N, B, T] (``t`` itself if T0 = T)."""
+    if t.shape[-1] == T:
+        return t
     out = np.zeros((*t.shape[:2], T), dtype=t.dtype)
     out[..., : t.shape[-1]] = t
     return out
