@@ -8,8 +8,8 @@ response of T tokens with per-token log-probs log pi(a_t | s_t).
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -209,17 +209,8 @@ def sample_many(
     """
     N, S, A = policies.shape
     K = lake.next_states.shape[-1]
-    tables = _Tables(
-        pi_cols=_cdf(policies).reshape(N * S, A).T[:-1].copy(),  # code -> cdf columns of pi
-        next_cols=np.tile(_cdf(lake.next_probs).reshape(S * A, K).T[:-1], N),  # code * A + a
-        next_code=(np.arange(N)[:, None] * S + lake.next_states.reshape(1, -1)).ravel(),
-        ends=np.tile(lake.terminal, N),  # code -> is s terminal
-        state=np.tile(np.arange(S), N),  # code -> s
-        token=np.tile(_token_hashes(S, A), N),  # code * A + a -> the token's hash
-        powers=_hash_powers(max_len),
-        A=A,
-        K=K,
-    )
+    pi_cols = _cdf(policies).reshape(N * S, A).T[:-1].copy()  # code -> cdf columns of pi
+    tables = replace(_lake_tables(lake, N, max_len), pi_cols=pi_cols)
     M = N * n
     states = np.zeros((max_len, M), dtype=np.int32)  # time-major while sampling, 0 past the end
     actions = np.zeros((max_len, M), dtype=np.int32)
@@ -267,6 +258,28 @@ def sample_many(
 
 ONE_BY_ONE = 8
 """sample_many moves the episodes one by one once no more than this many are running."""
+
+
+@lru_cache(maxsize=8)
+def _lake_tables(lake: Lake, N: int, max_len: int) -> _Tables:
+    """sample_many's tables that depend on the lake only (a run samples for the same lake and
+    rows every step), read-only; ``pi_cols`` is left empty."""
+    S, A, K = lake.next_states.shape
+    tables = _Tables(
+        pi_cols=np.empty((0, 0)),
+        next_cols=np.tile(_cdf(lake.next_probs).reshape(S * A, K).T[:-1], N),  # code * A + a
+        next_code=(np.arange(N)[:, None] * S + lake.next_states.reshape(1, -1)).ravel(),
+        ends=np.tile(lake.terminal, N),  # code -> is s terminal
+        state=np.tile(np.arange(S), N),  # code -> s
+        token=np.tile(_token_hashes(S, A), N),  # code * A + a -> the token's hash
+        powers=_hash_powers(max_len),
+        A=A,
+        K=K,
+    )
+    for array in (tables.next_cols, tables.next_code, tables.ends, tables.state, tables.token):
+        array.flags.writeable = False
+    tables.powers.flags.writeable = False
+    return tables
 
 
 @dataclass(frozen=True)
