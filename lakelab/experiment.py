@@ -559,9 +559,11 @@ def _route_logp(logp: np.ndarray, route: Trajectory) -> np.ndarray:
     return logp[:, list(route.states), list(route.actions)].sum(1)
 
 
-def explored_summary(mass: np.ndarray, visitation: np.ndarray, share: float) -> dict:
+def explored_summary(
+    mass: np.ndarray, visitation: np.ndarray, share: float
+) -> dict[str, np.ndarray]:
     """Summary of explored grids ``mass`` [..., S] against the agent's own ``visitation``
-    [..., S], per leading index (floats for one grid [S]).
+    [..., S], per leading index.
 
     ``explored_cells``: cells holding at least ``share`` of the mass.
     ``explored_overlap``: sum_s min(p(s), d(s)) = 1 - total variation between the explored
@@ -574,6 +576,4 @@ def explored_summary(mass: np.ndarray, visitation: np.ndarray, share: float) -> 
     p = np.divide(mass, total, out=np.zeros_like(mass, dtype=float), where=some)
     cells = np.where(some[..., 0], (p >= share).sum(-1), 0).astype(float)
     overlap = np.where(some[..., 0], np.minimum(p, visitation).sum(-1), 0.0)
-    if mass.ndim == 1:
-        return {"explored_cells": float(cells), "explored_overlap": float(overlap)}
     return {"explored_cells": cells, "explored_overlap": overlap}
