@@ -35,6 +35,7 @@ from lakelab.negatives import OnlineNegatives
 from lakelab.optim import Adam
 from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.residual import temporal_residual
+from lakelab.sampling import sample
 from lakelab.solver import (
     Solution,
     policy_evaluation,
@@ -47,7 +48,6 @@ from lakelab.trajectories import (
     Episodes,
     Trajectory,
     optimal_and_suboptimal_routes,
-    sample,
     to_batch,
 )
 

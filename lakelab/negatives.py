@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lakelab.trajectories import Batch, Episodes, sample_many
+from lakelab.sampling import sample_many
+from lakelab.trajectories import Batch, Episodes
 
 if TYPE_CHECKING:
     from lakelab.experiment import Setup
