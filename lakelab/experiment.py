@@ -7,11 +7,12 @@ Protocol (``lakelab.config.LakeConfig`` documents every knob):
 3. Every method fine-tunes theta_0 with the same optimiser, step budget and chosen data,
    calling ``lakelab.registry.compute_objective`` (hence ``lakelab.objectives``) unchanged.
    Reference policy = theta_0, frozen. IFT feeds the temporal residual (eq. 17) with the
-   policy's own predicted next state.
+   policy's own predicted next state (the log-probs: ``lakelab.lake_logps``).
 4. Every ``log_every`` steps, exact metrics from the tabular MDP (no sampling): parameter
    MSE to theta*, KL to pi* (uniform over live states and weighted by the policy's own
    visitation), success probability, discounted return, log-likelihood of the optimal and
-   sub-optimal routes, and the explored grid (the input mass each method trained on).
+   sub-optimal routes, and the explored grid (the input mass each method trained on); see
+   ``lakelab.exact_metrics``.
 
 All seeds of a method train together: parameters carry a leading seed dimension and every
 forward pass is one batched matmul; the loss is the sum over seeds of each seed's batch-mean
@@ -30,19 +31,14 @@ import torch
 
 from lakelab import policy as mlp
 from lakelab.config import LakeConfig
+from lakelab.exact_metrics import exact_metrics
+from lakelab.lake_logps import policy_logps
 from lakelab.lakes import Lake, make_lake
 from lakelab.negatives import OnlineNegatives
 from lakelab.optim import Adam
-from lakelab.registry import SequenceLogps, compute_objective, get_objective
-from lakelab.residual import temporal_residual
+from lakelab.registry import compute_objective, get_objective
 from lakelab.sampling import sample
-from lakelab.solver import (
-    Solution,
-    policy_evaluation,
-    soft_value_iteration,
-    state_visitation,
-    success_probability,
-)
+from lakelab.solver import Solution, soft_value_iteration
 from lakelab.trajectories import (
     Batch,
     Episodes,
@@ -330,7 +326,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         params = theta.views()
         if step % cfg.log_every == 0 or step == cfg.steps:
             explored = np.concatenate([g.explored for g in groups])
-            for r, row in enumerate(_exact_metrics(setup, params, target, explored)):
+            for r, row in enumerate(exact_metrics(setup, params, target, explored)):
                 rows[r].append(
                     {"step": step, **row, "online_fallback": fallbacks[r], **last_metrics[r]}
                 )
@@ -351,8 +347,8 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
                 fallbacks[g.rows] += fell_back
             elif g.negatives == "offline":
                 rejected = g.offline_pool.select(g.offline_rows[step])
-            logps, used = _policy_logps(
-                setup, g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P
+            logps, used = policy_logps(
+                g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P, cfg.activation
             )
             g.explored += used
             # per sequence: rows n * B .. (n + 1) * B are seed n's batch
@@ -395,95 +391,6 @@ def _batch_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:
     return np.stack(rows, 1)
 
 
-def _policy_logps(setup, method, hp, params, table, ref_table, chosen, rejected, P):
-    """Per-token log-probs [N * B, T] the objective needs (rows n * B .. (n + 1) * B: seed
-    n's batch), and the input mass [N, S] trained on (numpy).
-
-    ``table``: log pi_theta(a | s) [N, S, A] (with grad), ``ref_table``: the same for the
-    frozen theta_0. With one-hot inputs a token's log-prob is the lookup table[n, s_t, a_t],
-    the same function (and gradient) as a forward pass per token, at the cost of one forward
-    over the S states. IFT's mixed inputs are the exception (``_ift_logps``).
-    """
-    _, S, A = table.shape
-    if method == "ift":  # IFT needs no pairs: no token indices
-        logp_c, used = _ift_logps(setup, hp, params, table, chosen, P)
-        logp_c = logp_c.flatten(0, 1)
-    else:
-        at_c, used = _tokens(chosen, S, A)
-        logp_c = _lookup(table, at_c, chosen)
-    logp_r = ref_c = ref_r = None
-    if rejected is not None:
-        at_r, used_r = _tokens(rejected, S, A)
-        used = used + used_r
-        logp_r = _lookup(table, at_r, rejected)
-        if get_objective(method).needs_reference:
-            ref_c, ref_r = _lookup(ref_table, at_c, chosen), _lookup(ref_table, at_r, rejected)
-    mask_c = chosen.mask.flatten(0, 1)
-    mask_r = None if rejected is None else rejected.mask.flatten(0, 1)
-    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r), used
-
-
-def _tokens(batch: Batch, n_states: int, n_actions: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Each token's entry (n, s_t, a_t) of a table [N, S, A] as a flat index [N * B * T], and
-    how often each state is an input of ``batch`` [N, S] (its one-hot inputs summed)."""
-    states, mask = batch.states.numpy(), batch.mask.numpy()
-    N = states.shape[0]
-    at = np.arange(N)[:, None, None] * n_states + states  # (N, B, T): entry (n, s_t)
-    counts = np.bincount(at[mask], minlength=N * n_states).reshape(N, n_states)
-    return torch.from_numpy((at * n_actions + batch.actions.numpy()).ravel()), counts.astype(float)
-
-
-def _lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """table[n, s_t, a_t] for every token of ``batch`` [N, B, T], as [N * B, T].
-    (``index_select`` on the flat table is the same gather as ``table[n, s, a]``, with the
-    same gradient, 4x faster.)"""
-    return table.reshape(-1).index_select(0, index).view(-1, batch.states.shape[-1])
-
-
-def _ift_logps(setup, hp, params, table, chosen, P) -> tuple[torch.Tensor, torch.Tensor]:
-    """IFT's per-token log-probs on the lake (eq. 17) and the input mass they trained on.
-
-    Pass 1 (no grad) predicts the next state from each state with the current policy
-    (greedy: P(. | s, argmax_a pi); expected: sum_a pi(a | s) P(. | s, a)). Pass 2 runs the
-    network on (1 - lam) one_hot(s_i) + lam * prediction from s_{i-1}, targets the true
-    actions; position 0 (the start state, the prompt) is not mixed. A token's mixed input
-    depends only on the pair (s_{i-1}, s_i), so pass 2 runs once per distinct pair in the
-    batch (tens) rather than once per token (thousands), and each token looks its pair up.
-    """
-    S, lam = setup.lake.n_states, hp["lam"]
-    N = table.shape[0]
-    seed = torch.arange(N)[:, None, None]
-    with torch.no_grad():
-        probs = table.exp()  # (N, S, A)
-        if hp["residual"] == "greedy":
-            nxt = P[torch.arange(S), probs.argmax(-1)]  # (N, S, S')
-        else:
-            nxt = torch.einsum("nsa,sat->nst", probs, P)  # (N, S, S')
-    states = chosen.states.numpy()
-    pairs, inverse = np.unique(states[..., :-1] * S + states[..., 1:], return_inverse=True)
-    two = torch.from_numpy(np.stack([pairs // S, pairs % S], -1))  # (U, 2): (s_{i-1}, s_i)
-    inverse = torch.from_numpy(inverse.reshape(states[..., 1:].shape))  # (N, B, T - 1)
-    U = len(pairs)
-    x = torch.nn.functional.one_hot(two, S).double().expand(N, U, 2, S)  # (N, U, 2, S)
-    mixed = temporal_residual(
-        x.reshape(N * U, 2, S),
-        nxt[:, two].reshape(N * U, 2, S),  # predicted next state from each position
-        torch.zeros(N * U, 2, dtype=torch.bool),
-        lam=lam,
-    )[:, 1].reshape(N, U, S)  # position 1: (1 - lam) one_hot(s_i) + lam * pred(s_{i-1})
-    logp_pairs = torch.log_softmax(mlp.forward(params, mixed, setup.config.activation), -1)
-    first = table[seed, chosen.states[..., :1], chosen.actions[..., :1]]  # (N, B, 1) unmixed
-    rest = logp_pairs[seed, inverse, chosen.actions[..., 1:]]  # (N, B, T - 1)
-    # input mass: the start state once per trajectory, each later token's mixed input
-    tokens = torch.zeros(N, U, dtype=torch.float64)
-    tokens.scatter_add_(1, inverse.flatten(1), chosen.mask[..., 1:].flatten(1).double())
-    _, start = _tokens(
-        Batch(chosen.states[..., :1], chosen.actions[..., :1], chosen.mask[..., :1]), S, 1
-    )
-    used = start + torch.einsum("nu,nus->ns", tokens, mixed.detach()).numpy()
-    return torch.cat([first, rest], -1), used
-
-
 def _objective_metrics(g: _Group) -> list[dict[str, float]]:
     """The objective's own diagnostics (TRL names) per seed, from the last batch: the mean of
     each per-sequence metric over the seed's rows, which is what the objective reports for
@@ -512,68 +419,3 @@ def _check_finite(groups: list[_Group], step: int, total, theta: mlp.FlatParams)
                 f"{f' and {len(which) - 1} more' if len(which) > 1 else ''}): non-finite loss "
                 "or parameters; lower lr or the objective's hyper-parameters"
             )
-
-
-# -- exact metrics --------------------------------------------------------------------------
-
-
-def _exact_metrics(setup: Setup, params, target, explored) -> list[dict[str, float]]:
-    cfg, lake = setup.config, setup.lake
-    live = ~lake.terminal
-    with torch.no_grad():
-        logp = mlp.state_log_probs(params, cfg.activation)  # (N, S, A)
-        mse = mlp.param_mse(params, target).numpy()
-        kl = mlp.kl_per_state(torch.tensor(setup.optimum.policy), logp).numpy()  # (N, S)
-    logp = logp.numpy()
-    pi = np.exp(logp)
-    pi = pi / pi.sum(-1, keepdims=True)
-    visit = state_visitation(lake, pi, gamma=cfg.gamma)[:, live]  # (N, live)
-    w = visit / visit.sum(-1, keepdims=True)
-    # the agent's own preference, measured like the explored mass: states it acts in (live),
-    # undiscounted, episodes cut at max_len
-    own = state_visitation(lake, pi, horizon=cfg.max_len) * live  # (N, S)
-    own = own / own.sum(-1, keepdims=True)
-    success = success_probability(lake, pi)  # (N,)
-    returns = policy_evaluation(lake, pi, gamma=cfg.gamma)[0][:, lake.start]  # (N,)
-    kl_live = kl[:, live]
-    suboptimal = setup.suboptimal_route
-    columns = {
-        "param_mse": mse,
-        "kl_uniform": kl_live.mean(1),
-        "kl_visitation": (w * kl_live).sum(1),
-        "success": success,
-        "return": returns,
-        "logp_optimal": _route_logp(logp, setup.optimal_route),
-        "logp_suboptimal": (
-            np.full(len(mse), np.nan) if suboptimal is None else _route_logp(logp, suboptimal)
-        ),
-        **explored_summary(explored, own, cfg.explored_share),
-    }
-    values = zip(*(np.asarray(v).tolist() for v in columns.values()), strict=True)
-    return [dict(zip(columns, row, strict=True)) for row in values]
-
-
-def _route_logp(logp: np.ndarray, route: Trajectory) -> np.ndarray:
-    """log pi(route) = sum_t log pi(a_t | s_t) per policy of ``logp`` [N, S, A]: [N] (the
-    policy's share of the route's probability)."""
-    return logp[:, list(route.states), list(route.actions)].sum(1)
-
-
-def explored_summary(
-    mass: np.ndarray, visitation: np.ndarray, share: float
-) -> dict[str, np.ndarray]:
-    """Summary of explored grids ``mass`` [..., S] against the agent's own ``visitation``
-    [..., S], per leading index.
-
-    ``explored_cells``: cells holding at least ``share`` of the mass.
-    ``explored_overlap``: sum_s min(p(s), d(s)) = 1 - total variation between the explored
-    distribution p and the visitation distribution d (1 = the method trains exactly where
-    the agent goes; the paper's "alignment with the agent's own preference").
-    A grid without mass scores 0 on both.
-    """
-    total = mass.sum(-1, keepdims=True)
-    some = total > 0
-    p = np.divide(mass, total, out=np.zeros_like(mass, dtype=float), where=some)
-    cells = np.where(some[..., 0], (p >= share).sum(-1), 0).astype(float)
-    overlap = np.where(some[..., 0], np.minimum(p, visitation).sum(-1), 0.0)
-    return {"explored_cells": cells, "explored_overlap": overlap}

@@ -80,7 +80,7 @@ def test_ift_residual_puts_mass_off_the_path_only_when_lam_positive():
 def test_ift_mixed_inputs_match_eq_17_by_hand():
     import torch
 
-    from lakelab.experiment import _policy_logps
+    from lakelab.lake_logps import policy_logps
     from lakelab.policy import forward, state_log_probs
     from lakelab.trajectories import to_batch
 
@@ -91,7 +91,8 @@ def test_ift_mixed_inputs_match_eq_17_by_hand():
     for variant in ("greedy", "expected"):
         hp = {"lam": 0.3, "residual": variant, "gamma": 0.95, "weighting": "loss"}
         table = state_log_probs(setup.theta0)
-        _, used = _policy_logps(setup, "ift", hp, setup.theta0, table, table, batch, None, P)
+        act = setup.config.activation
+        _, used = policy_logps("ift", hp, setup.theta0, table, table, batch, None, P, act)
         eye = torch.eye(lake.n_states, dtype=torch.float64).expand(2, -1, -1)
         pi = torch.softmax(forward(setup.theta0, eye), -1)  # (N, S, A)
         for n in range(2):

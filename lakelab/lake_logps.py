@@ -1,0 +1,125 @@
+"""From the policy table to the per-token log-probs the objectives consume, on the lake.
+
+With one-hot inputs the MLP's log pi(a | s) for every state is one table [N, S, A] per step
+(``policy.state_log_probs``), and a token's log-prob is a lookup in it: the same function and
+gradient as a forward pass per token. IFT is the exception: its second pass runs the network
+on mixed inputs (eq. 17), once per distinct pair (s_{i-1}, s_i). Each function also returns
+the input mass the batch trained on, the experiment's "explored grid".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lakelab import policy as mlp
+from lakelab.registry import SequenceLogps, get_objective
+from lakelab.residual import temporal_residual
+from lakelab.trajectories import Batch
+
+
+def policy_logps(
+    method: str,
+    hp: dict,
+    params: mlp.Params | None,
+    table: torch.Tensor,
+    ref_table: torch.Tensor,
+    chosen: Batch,
+    rejected: Batch | None,
+    P: torch.Tensor,
+    activation: str,
+) -> tuple[SequenceLogps, np.ndarray]:
+    """Per-token log-probs [N * B, T] the objective needs (rows n * B .. (n + 1) * B: seed
+    n's batch), and the input mass [N, S] trained on (numpy).
+
+    ``table``: log pi_theta(a | s) [N, S, A] (with grad), ``ref_table``: the same for the
+    frozen theta_0. With one-hot inputs a token's log-prob is the lookup table[n, s_t, a_t],
+    the same function (and gradient) as a forward pass per token, at the cost of one forward
+    over the S states. IFT's mixed inputs are the exception (``ift_logps``: ``params``, the
+    rows' parameters, and ``P``, the lake's dynamics [S, A, S'], are for it).
+    """
+    _, S, A = table.shape
+    if method == "ift":  # IFT needs no pairs: no token indices
+        logp_c, used = ift_logps(hp, params, table, chosen, P, activation)
+        logp_c = logp_c.flatten(0, 1)
+    else:
+        at_c, used = tokens(chosen, S, A)
+        logp_c = lookup(table, at_c, chosen)
+    logp_r = ref_c = ref_r = None
+    if rejected is not None:
+        at_r, used_r = tokens(rejected, S, A)
+        used = used + used_r
+        logp_r = lookup(table, at_r, rejected)
+        if get_objective(method).needs_reference:
+            ref_c, ref_r = lookup(ref_table, at_c, chosen), lookup(ref_table, at_r, rejected)
+    mask_c = chosen.mask.flatten(0, 1)
+    mask_r = None if rejected is None else rejected.mask.flatten(0, 1)
+    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r), used
+
+
+def tokens(batch: Batch, n_states: int, n_actions: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Each token's entry (n, s_t, a_t) of a table [N, S, A] as a flat index [N * B * T], and
+    how often each state is an input of ``batch`` [N, S] (its one-hot inputs summed)."""
+    states, mask = batch.states.numpy(), batch.mask.numpy()
+    N = states.shape[0]
+    at = np.arange(N)[:, None, None] * n_states + states  # (N, B, T): entry (n, s_t)
+    counts = np.bincount(at[mask], minlength=N * n_states).reshape(N, n_states)
+    return torch.from_numpy((at * n_actions + batch.actions.numpy()).ravel()), counts.astype(float)
+
+
+def lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """table[n, s_t, a_t] for every token of ``batch`` [N, B, T], as [N * B, T].
+    (``index_select`` on the flat table is the same gather as ``table[n, s, a]``, with the
+    same gradient, 4x faster.)"""
+    return table.reshape(-1).index_select(0, index).view(-1, batch.states.shape[-1])
+
+
+def ift_logps(
+    hp: dict,
+    params: mlp.Params,
+    table: torch.Tensor,
+    chosen: Batch,
+    P: torch.Tensor,
+    activation: str,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """IFT's per-token log-probs on the lake (eq. 17) and the input mass they trained on.
+
+    Pass 1 (no grad) predicts the next state from each state with the current policy
+    (greedy: P(. | s, argmax_a pi); expected: sum_a pi(a | s) P(. | s, a)). Pass 2 runs the
+    network on (1 - lam) one_hot(s_i) + lam * prediction from s_{i-1}, targets the true
+    actions; position 0 (the start state, the prompt) is not mixed. A token's mixed input
+    depends only on the pair (s_{i-1}, s_i), so pass 2 runs once per distinct pair in the
+    batch (tens) rather than once per token (thousands), and each token looks its pair up.
+    """
+    N, S, _ = table.shape
+    lam = hp["lam"]
+    seed = torch.arange(N)[:, None, None]
+    with torch.no_grad():
+        probs = table.exp()  # (N, S, A)
+        if hp["residual"] == "greedy":
+            nxt = P[torch.arange(S), probs.argmax(-1)]  # (N, S, S')
+        else:
+            nxt = torch.einsum("nsa,sat->nst", probs, P)  # (N, S, S')
+    states = chosen.states.numpy()
+    pairs, inverse = np.unique(states[..., :-1] * S + states[..., 1:], return_inverse=True)
+    two = torch.from_numpy(np.stack([pairs // S, pairs % S], -1))  # (U, 2): (s_{i-1}, s_i)
+    inverse = torch.from_numpy(inverse.reshape(states[..., 1:].shape))  # (N, B, T - 1)
+    U = len(pairs)
+    x = torch.nn.functional.one_hot(two, S).double().expand(N, U, 2, S)  # (N, U, 2, S)
+    mixed = temporal_residual(
+        x.reshape(N * U, 2, S),
+        nxt[:, two].reshape(N * U, 2, S),  # predicted next state from each position
+        torch.zeros(N * U, 2, dtype=torch.bool),
+        lam=lam,
+    )[:, 1].reshape(N, U, S)  # position 1: (1 - lam) one_hot(s_i) + lam * pred(s_{i-1})
+    logp_pairs = torch.log_softmax(mlp.forward(params, mixed, activation), -1)
+    first = table[seed, chosen.states[..., :1], chosen.actions[..., :1]]  # (N, B, 1) unmixed
+    rest = logp_pairs[seed, inverse, chosen.actions[..., 1:]]  # (N, B, T - 1)
+    # input mass: the start state once per trajectory, each later token's mixed input
+    per_pair = torch.zeros(N, U, dtype=torch.float64)
+    per_pair.scatter_add_(1, inverse.flatten(1), chosen.mask[..., 1:].flatten(1).double())
+    _, start = tokens(
+        Batch(chosen.states[..., :1], chosen.actions[..., :1], chosen.mask[..., :1]), S, 1
+    )
+    used = start + torch.einsum("nu,nus->ns", per_pair, mixed.detach()).numpy()
+    return torch.cat([first, rest], -1), used
