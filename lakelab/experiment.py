@@ -348,7 +348,15 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
             elif g.negatives == "offline":
                 rejected = g.offline_pool.select(g.offline_rows[step])
             logps, used = policy_logps(
-                g.method, g.hp, own[j], tables[j], refs[j], chosen, rejected, P, cfg.activation
+                g.method,
+                g.hp,
+                params=own[j],
+                table=tables[j],
+                ref_table=refs[j],
+                chosen=chosen,
+                rejected=rejected,
+                P=P,
+                activation=cfg.activation,
             )
             g.explored += used
             # per sequence: rows n * B .. (n + 1) * B are seed n's batch

@@ -3,8 +3,9 @@
 With one-hot inputs the MLP's log pi(a | s) for every state is one table [N, S, A] per step
 (``policy.state_log_probs``), and a token's log-prob is a lookup in it: the same function and
 gradient as a forward pass per token. IFT is the exception: its second pass runs the network
-on mixed inputs (eq. 17), once per distinct pair (s_{i-1}, s_i). Each function also returns
-the input mass the batch trained on, the experiment's "explored grid".
+on mixed inputs (eq. 17), once per distinct pair (s_{i-1}, s_i). Besides the log-probs,
+``policy_logps`` returns the input mass the batch trained on, the experiment's "explored
+grid".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lakelab.trajectories import Batch
 def policy_logps(
     method: str,
     hp: dict,
+    *,
     params: mlp.Params | None,
     table: torch.Tensor,
     ref_table: torch.Tensor,
@@ -39,11 +41,11 @@ def policy_logps(
     rows' parameters, and ``P``, the lake's dynamics [S, A, S'], are for it).
     """
     _, S, A = table.shape
-    if method == "ift":  # IFT needs no pairs: no token indices
+    at_c, used = tokens(chosen, S, A)
+    if method == "ift":
         logp_c, used = ift_logps(hp, params, table, chosen, P, activation)
         logp_c = logp_c.flatten(0, 1)
     else:
-        at_c, used = tokens(chosen, S, A)
         logp_c = lookup(table, at_c, chosen)
     logp_r = ref_c = ref_r = None
     if rejected is not None:

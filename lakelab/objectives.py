@@ -2,13 +2,15 @@
 
 Every loss takes per-sequence (B,) or per-token (B, T) log-probs and returns `(loss, metrics)`:
 `loss` is the batch-mean scalar tensor to call `.backward()` on, `metrics` a dict of plain
-Python floats named like TRL's logs (`logps/chosen`, `rewards/margins`, ...). With
-`reduction="none"` (as in `torch.nn` losses) both stay per sequence: the losses (B,) and each
-metric as a detached (B,) tensor, whose batch means are exactly the "mean" values; averaging
-them over any subset of rows gives that subset's metrics without another call (the Frozen Lake
-experiment's per-seed metrics). Both tracks
+Python floats named like TRL's logs (`logps/chosen`, `rewards/margins`, ...). Both tracks
 (Frozen Lake MLP and tiny transformer), the app and the notebooks call these same functions,
 usually through `lakelab.registry.compute_objective`.
+
+With `reduction="none"` (as in `torch.nn` losses) both stay per sequence: the losses (B,) and
+each metric as a detached (B,) tensor, whose float64 batch means are the "mean" values;
+averaging them over any subset of rows gives that subset's metrics without another call (the
+Frozen Lake experiment's per-seed metrics). `BATCH_REDUCTIONS` lists the two; the reduction of
+a sequence's tokens (S or A below) is a different thing, the registry's `Objective.reduction`.
 
     name   consumes     loss (batch mean of)                                       source
     sft    A(y_w)       -A_w                                                       MLE
@@ -35,8 +37,8 @@ import torch.nn.functional as F
 from lakelab.reductions import check_token_inputs, ift_weights, mean_logps, sum_logps
 
 __all__ = [
+    "BATCH_REDUCTIONS",
     "DPO_VARIANTS",
-    "REDUCTIONS",
     "asft_loss",
     "dpo_loss",
     "ift_loss",
@@ -52,7 +54,7 @@ __all__ = [
     "sum_logps",
 ]
 
-REDUCTIONS = ("mean", "none")
+BATCH_REDUCTIONS = ("mean", "none")
 DPO_VARIANTS = ("hinge", "robust", "sigmoid")
 LOG1MEXP_CLAMP = -1e-6  # log1mexp treats x > -1e-6 as -1e-6: log(1 - exp(-1e-6)) ~ -13.8
 _LN2 = math.log(2.0)
@@ -108,7 +110,7 @@ def _reduce(
         return losses.mean(), {k: _mean(v) for k, v in metrics.items()}
     if reduction == "none":
         return losses, {k: v.detach() for k, v in metrics.items()}
-    raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    raise ValueError(f"reduction must be one of {list(BATCH_REDUCTIONS)}, got {reduction!r}")
 
 
 def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:

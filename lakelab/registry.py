@@ -92,7 +92,7 @@ class Objective:
 
     name: str
     title: str
-    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]]
+    loss_fn: Callable[..., tuple[torch.Tensor, dict]]  # metrics: floats, or (B,) if "none"
     needs_pairs: bool
     """True if it needs a rejected response (DPO, IPO, ORPO, ASFT, SimPO)."""
     needs_reference: bool

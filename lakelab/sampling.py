@@ -9,8 +9,9 @@ policy draws from its own generator, so a seed's episodes never depend on the ot
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -103,6 +104,7 @@ def sample_many(
         final[rows] = code  # cut at max_len
     T = int(lengths.max(initial=0))
     # row-major views of the time-major arrays: no copy (most rows are only hashed)
+    hashes.flags.writeable = False  # Episodes.hashes() hands this array out
     return Episodes(states[:T].T, actions[:T].T, lengths, tables.state[final], hashes)
 
 
@@ -110,10 +112,20 @@ ONE_BY_ONE = 8
 """sample_many moves the episodes one by one once no more than this many are running."""
 
 
-@lru_cache(maxsize=8)
+_TABLES: WeakKeyDictionary[Lake, dict[tuple[int, int], _Tables]] = WeakKeyDictionary()
+
+
 def _lake_tables(lake: Lake, N: int, max_len: int) -> _Tables:
-    """sample_many's tables that depend on the lake only (a run samples for the same lake and
-    rows every step), read-only; ``pi_cols`` is left empty."""
+    """sample_many's tables that do not depend on the policies, for N policies and episodes
+    of at most ``max_len`` moves: built once per lake and shape (a run samples for the same
+    lake and rows every step), read-only, kept while the lake lives; ``pi_cols`` is empty."""
+    per_shape = _TABLES.setdefault(lake, {})
+    if (N, max_len) not in per_shape:
+        per_shape[N, max_len] = _build_lake_tables(lake, N, max_len)
+    return per_shape[N, max_len]
+
+
+def _build_lake_tables(lake: Lake, N: int, max_len: int) -> _Tables:
     S, A, K = lake.next_states.shape
     tables = _Tables(
         pi_cols=np.empty((0, 0)),
@@ -134,7 +146,9 @@ def _lake_tables(lake: Lake, N: int, max_len: int) -> _Tables:
 
 @dataclass(frozen=True)
 class _Tables:
-    """sample_many's lookup tables, indexed by code i * S + s or code * A + a."""
+    """sample_many's lookup tables: ``pi_cols``, ``ends`` and ``state`` indexed by code
+    i * S + s; ``token`` and ``next_cols`` by code * A + a; ``next_code`` by
+    (code * A + a) * K + k, k the successor drawn; ``powers`` by move."""
 
     pi_cols: np.ndarray
     next_cols: np.ndarray
@@ -147,11 +161,21 @@ class _Tables:
     K: int
 
 
-def _finish_one_by_one(rows, code, t, max_len, u, refill, tables, out) -> None:
+def _finish_one_by_one(
+    rows: np.ndarray,
+    code: np.ndarray,
+    t: int,
+    max_len: int,
+    u: np.ndarray,
+    refill: Callable[[np.ndarray], None],
+    tables: _Tables,
+    out: tuple[np.ndarray, ...],
+) -> None:
     """Moves ``t`` .. ``max_len - 1`` of the episodes ``rows`` (now at ``code``), each drawn
     exactly as sample_many's vectorised step draws it, in plain Python: per block of
     uniforms, each episode runs until it ends or the block does (episodes are independent
-    given their uniforms), then the policies still running draw the next block."""
+    given their uniforms), then the policies still running draw the next block. ``out``:
+    sample_many's (states, actions, lengths, final, hashes), written in place."""
     states, actions, lengths, final, hashes = out
     # each code's cdf as a sorted list (the number of entries below u is bisect_left's index),
     # converted when first visited: the tail visits a handful of the N * S codes
@@ -193,13 +217,20 @@ def _uniforms(rng: np.random.Generator, out: np.ndarray, *, slips: bool) -> None
     """Fill ``out`` [2, block, n] (action uniforms, then slip uniforms) with
     ``rng.random(out.shape)``. Without slips (deterministic moves) the slip half is never
     read: a PCG64 generator then skips its draws (``advance``, one 64-bit output per double),
-    leaving the generator where drawing them would (tested) at half the cost."""
+    leaving the generator where drawing them would (tested) at half the cost. Not when it
+    holds a spare 32-bit half-output (left by e.g. ``integers`` with a small range), which
+    ``advance`` would drop and ``random`` keeps."""
     bits = rng.bit_generator
-    if slips or not isinstance(bits, np.random.PCG64 | np.random.PCG64DXSM):
-        out[...] = rng.random(out.shape)
-    else:
+    skip = (
+        not slips
+        and isinstance(bits, np.random.PCG64 | np.random.PCG64DXSM)
+        and not bits.state["has_uint32"]
+    )
+    if skip:
         out[0] = rng.random(out.shape[1:])
         bits.advance(out[1].size)
+    else:
+        out[...] = rng.random(out.shape)
 
 
 class _RowLists(dict):

@@ -202,7 +202,7 @@ class Batch:
 
     def select(self, rows: np.ndarray | torch.Tensor) -> Batch:
         """Rows ``rows`` [N, B] of each of the N pools of this batch [N, P, T]: [N, B, T'],
-        trimmed to the longest selected trajectory."""
+        trimmed to the longest selected trajectory, in new arrays (the caller may fill them)."""
         rows = np.asarray(rows)  # numpy's fancy indexing is several times cheaper than torch's
         seed = np.arange(rows.shape[0])[:, None]  # (N, 1)
         lengths = self.lengths[seed, rows]  # (N, B)

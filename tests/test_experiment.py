@@ -92,7 +92,17 @@ def test_ift_mixed_inputs_match_eq_17_by_hand():
         hp = {"lam": 0.3, "residual": variant, "gamma": 0.95, "weighting": "loss"}
         table = state_log_probs(setup.theta0)
         act = setup.config.activation
-        _, used = policy_logps("ift", hp, setup.theta0, table, table, batch, None, P, act)
+        _, used = policy_logps(
+            "ift",
+            hp,
+            params=setup.theta0,
+            table=table,
+            ref_table=table,
+            chosen=batch,
+            rejected=None,
+            P=P,
+            activation=act,
+        )
         eye = torch.eye(lake.n_states, dtype=torch.float64).expand(2, -1, -1)
         pi = torch.softmax(forward(setup.theta0, eye), -1)  # (N, S, A)
         for n in range(2):

@@ -76,24 +76,29 @@ def test_episodes_end_in_terminal_states_or_at_max_len(policy_seed):
 
 @pytest.mark.parametrize("slippery", [False, True])
 def test_episodes_moved_one_by_one_equal_the_vectorised_ones(monkeypatch, slippery):
-    # sample_many finishes its last few episodes in plain Python; forcing either path for
-    # the whole simulation must give the same episodes (same uniforms, same comparisons)
+    # sample_many finishes its last few episodes in plain Python: switching to that path at
+    # any point (from the start, mid-way with hashes half-computed, or never) must give the
+    # same episodes and hashes (same uniforms, same comparisons)
     lake = make_lake("4x4", slippery=slippery)
     policies = np.stack([random_policy(s, lake.n_states) for s in range(3)])
 
     def run(one_by_one: int):
         monkeypatch.setattr(sampling, "ONE_BY_ONE", one_by_one)
         rngs = [np.random.default_rng(s) for s in range(3)]
-        return sample_many(lake, policies, 40, rngs, max_len=20)  # 20 > UNIFORM_BLOCK
+        return sample_many(lake, policies, 40, rngs, max_len=20)  # > UNIFORM_BLOCK
 
-    vectorised, scalar = run(-1), run(10**9)
-    for field in ("states", "actions", "lengths", "final"):
-        np.testing.assert_array_equal(getattr(vectorised, field), getattr(scalar, field))
-    # the hashes both paths compute while they simulate are those of the finished arrays
-    recomputed = Episodes(scalar.states, scalar.actions, scalar.lengths, scalar.final).hashes()
-    np.testing.assert_array_equal(vectorised.hashes(), recomputed)
-    np.testing.assert_array_equal(scalar.hashes(), recomputed)
+    vectorised = run(-1)
     assert (vectorised.lengths == 20).any() and (vectorised.lengths < 20).any()  # both kinds
+    # the hashes computed while simulating are those of the finished arrays
+    recomputed = Episodes(
+        vectorised.states, vectorised.actions, vectorised.lengths, vectorised.final
+    ).hashes()
+    np.testing.assert_array_equal(vectorised.hashes(), recomputed)
+    for one_by_one in (8, 30, 10**9):  # 10**9: one by one from the first move
+        other = run(one_by_one)
+        for field in ("states", "actions", "lengths", "final"):
+            np.testing.assert_array_equal(getattr(vectorised, field), getattr(other, field))
+        np.testing.assert_array_equal(other.hashes(), recomputed)
 
 
 def test_deterministic_lakes_skip_the_slip_uniforms_without_changing_the_stream(monkeypatch):
@@ -104,8 +109,10 @@ def test_deterministic_lakes_skip_the_slip_uniforms_without_changing_the_stream(
 
     def run():
         rngs = [np.random.default_rng([s, 5]) for s in range(3)]
+        rngs[1].integers(0, 10, size=3)  # leaves a spare 32-bit half-output, which must stay
         eps = sample_many(lake, policies, 40, rngs, max_len=40)  # 40 > UNIFORM_BLOCK
-        return eps, [r.random() for r in rngs]  # and where each generator was left
+        # where each generator was left, 64-bit and 32-bit draws
+        return eps, [(r.integers(0, 10, size=5).tolist(), r.random()) for r in rngs]
 
     skipped, after_skip = run()
     monkeypatch.setattr(
