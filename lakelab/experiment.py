@@ -322,9 +322,12 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     refs = ref_table.split(sizes)
     ift = any(g.method == "ift" for g in groups)  # IFT also runs the network on mixed inputs
 
+    def logged(step: int) -> bool:  # metrics are logged before this step (and at the end)
+        return step % cfg.log_every == 0 or step == cfg.steps
+
     for step in range(cfg.steps + 1):
         params = theta.views()
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if logged(step):
             explored = np.concatenate([g.explored for g in groups])
             for r, row in enumerate(exact_metrics(setup, params, target, explored)):
                 rows[r].append(
@@ -367,7 +370,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
         total.backward()
         opt.step()
         _check_finite(groups, step, total, theta)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+        if logged(step + 1):  # this step's batch metrics go with the next log
             last_metrics = [row for g in groups for row in _objective_metrics(g)]
         if progress is not None:
             progress(len(groups))

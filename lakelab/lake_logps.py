@@ -41,11 +41,11 @@ def policy_logps(
     rows' parameters, and ``P``, the lake's dynamics [S, A, S'], are for it).
     """
     _, S, A = table.shape
-    at_c, used = tokens(chosen, S, A)
-    if method == "ift":
+    if method == "ift":  # looked up per (s_{i-1}, s_i) pair; IFT needs no reference
         logp_c, used = ift_logps(hp, params, table, chosen, P, activation)
-        logp_c = logp_c.flatten(0, 1)
+        logp_c, at_c = logp_c.flatten(0, 1), None
     else:
+        at_c, used = tokens(chosen, S, A)
         logp_c = lookup(table, at_c, chosen)
     logp_r = ref_c = ref_r = None
     if rejected is not None:

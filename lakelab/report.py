@@ -25,7 +25,7 @@ def experiment_figure(
 ) -> Figure:
     """Top: each metric's mean over seeds with a 95% band per method. Bottom: each method's
     explored grid (share of the input mass it trained on, averaged over seeds)."""
-    from lakelab.runs import ci95_rows
+    from lakelab.runs import ci95
 
     lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
     methods = list(config.methods)
@@ -42,7 +42,7 @@ def experiment_figure(
         ax = axes[0, j]
         for c, method in enumerate(methods):
             steps = tables[method].index.to_numpy()
-            mean, half = ci95_rows(tables[method][key].to_numpy())
+            mean, half = np.array([ci95(v) for v in tables[method][key].to_numpy()]).T
             ax.plot(steps, mean, label=method, color=colors(c))
             # the band as one polygon (fill_between builds a far costlier collection)
             band_x = np.concatenate([steps, steps[::-1]])

@@ -88,21 +88,6 @@ def ci95(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def ci95_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``ci95`` of each row of ``values`` [rows, samples] at once: means and half-widths
-    [rows] (NaNs ignored; NaN for a row without values, half-width 0 for one value)."""
-    values = np.asarray(values, dtype=float)
-    n = (~np.isnan(values)).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.where(np.isnan(values), 0.0, values).sum(1)
-        mean = np.where(n > 0, total / n, np.nan)
-        sq = np.where(np.isnan(values), 0.0, (values - mean[:, None]) ** 2).sum(1)
-        sd = np.sqrt(sq / (n - 1))
-    t = np.array([_T95[k - 2] if 2 <= k <= len(_T95) + 1 else 1.96 for k in n.tolist()])
-    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), np.where(n == 1, 0.0, np.nan))
-    return mean, half
-
-
 def cell_path(out: Path, method: str, seed: int) -> Path:
     return out / "cells" / f"{method}-seed{seed}.json"
 

@@ -23,23 +23,24 @@ def test_ci95_matches_a_hand_computed_t_interval():
     assert ci95([5.0]) == (5.0, 0.0)
 
 
-def test_ci95_rows_equals_ci95_row_by_row():
+def test_ci95_ignores_nans_and_uses_the_normal_quantile_beyond_30_degrees():
     import math
+    import statistics
 
     import numpy as np
 
     rng = np.random.default_rng(0)
-    values = rng.normal(size=(6, 40))
-    values[1, 5:] = np.nan  # 5 values
+    values = rng.normal(size=(4, 40))
+    values[1, 5:] = np.nan  # 5 values: t(0.975, 4 df)
     values[2, 1:] = np.nan  # one value
     values[3] = np.nan  # none
-    values[4, ::3] = np.nan
-    mean, half = runs.ci95_rows(values)
-    for row, m, h in zip(values, mean, half, strict=True):
-        em, eh = ci95(row)
-        assert (math.isnan(m) and math.isnan(em)) or m == pytest.approx(em, rel=1e-12)
-        assert (math.isnan(h) and math.isnan(eh)) or h == pytest.approx(eh, rel=1e-12)
-    assert half[2] == 0.0 and math.isnan(mean[3])
+    for row, t in ((values[0], 1.96), (values[1], 2.776)):
+        kept = [v for v in row.tolist() if not math.isnan(v)]
+        m, h = ci95(row)
+        assert m == pytest.approx(statistics.fmean(kept), rel=1e-12)
+        assert h == pytest.approx(t * statistics.stdev(kept) / len(kept) ** 0.5, rel=1e-12)
+    assert ci95(values[2]) == (values[2, 0], 0.0)
+    assert all(math.isnan(x) for x in ci95(values[3]))
 
 
 def test_cli_writes_the_run_directory(tmp_path, capsys):

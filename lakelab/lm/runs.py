@@ -37,13 +37,9 @@ from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.train import ReferenceCache, align, pretrain
 from lakelab.registry import get_objective
-from lakelab.runs import ci95, n_logs, read_cell
+from lakelab.runs import cell_path, ci95, n_logs, read_cell  # the same run-directory layout
 
 BASE = "base"
-
-
-def cell_path(out: Path, method: str, seed: int) -> Path:
-    return out / "cells" / f"{method}-seed{seed}.json"
 
 
 def checkpoint_path(out: Path, method: str, seed: int) -> Path:
