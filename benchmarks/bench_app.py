@@ -32,9 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
-    "lake": "lakelab/app_pages/lake.py",
-    "experiment": "lakelab/app_pages/experiment.py",
-    "explorer": "lakelab/app_pages/explorer.py",
+    "lake": "app_pages/lake.py",
+    "experiment": "app_pages/experiment.py",
+    "explorer": "app_pages/explorer.py",
 }
 
 

@@ -25,9 +25,10 @@ import statistics
 import tempfile
 import time
 
-from lakelab.config import preset
-from lakelab.experiment import build_setup, train_method, train_methods
-from lakelab.runs import run_lake
+from lakelab.mlp.config import preset
+from lakelab.mlp.experiment import build_setup
+from lakelab.mlp.joint import train_method, train_methods
+from lakelab.mlp.runs import run_lake
 
 
 def median_time(fn, repeats: int) -> float:

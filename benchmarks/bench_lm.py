@@ -27,12 +27,12 @@ import time
 
 import numpy as np
 
-from lakelab.experiment import torch_threads
 from lakelab.lm.config import PRESETS
 from lakelab.lm.data import seed_data
 from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.train import ReferenceCache, new_optimizer, objective_logps, reference_logps
 from lakelab.registry import OBJECTIVES, compute_objective, get_objective
+from lakelab.training import torch_threads
 
 NO_CACHE = "dpo, no cache"
 

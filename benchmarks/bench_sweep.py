@@ -19,8 +19,9 @@ import argparse
 import tempfile
 import time
 
-from lakelab.config import preset
-from lakelab.sweep import SweepSpec, run_sweep
+from lakelab.mlp.config import preset
+from lakelab.mlp.sweep import SweepSpec
+from lakelab.mlp.sweep_run import run_sweep
 
 
 def timed_sweep(spec: SweepSpec, **kw) -> float:

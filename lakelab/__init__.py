@@ -10,7 +10,7 @@ Modules and the concepts they hold:
 - ``lakelab.registry``: ``OBJECTIVES`` and ``compute_objective``, what training loops call.
 - ``lakelab.analysis``: gradients w.r.t. chosen/rejected log-probs (the ASFT claim).
 - ``lakelab.plotting``: lakes with values as heatmaps and policies as arrows.
-- ``lakelab.io``: atomic result files.
+- ``lakelab.files``: atomic result files.
 """
 
 from lakelab.lakes import PRESETS, Lake, make_lake, random_lake

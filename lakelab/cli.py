@@ -47,7 +47,7 @@ def _solve(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from lakelab.io import atomic_save_figure
+    from lakelab.files import atomic_save_figure
     from lakelab.lakes import make_lake
     from lakelab.plotting import solution_figure
     from lakelab.solver import soft_value_iteration, success_probability, value_iteration
@@ -75,8 +75,8 @@ def _lake(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from lakelab.config import config_from_dict, load_config, preset
-    from lakelab.runs import run_lake
+    from lakelab.mlp.config import config_from_dict, load_config, preset
+    from lakelab.mlp.runs import run_lake
 
     config = preset(args.preset)
     if args.config:
@@ -127,8 +127,9 @@ def _sweep(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from lakelab.config import config_from_dict, preset
-    from lakelab.sweep import SweepSpec, grid_points, load_sweep, parse_grid_option, run_sweep
+    from lakelab.mlp.config import config_from_dict, preset
+    from lakelab.mlp.sweep import SweepSpec, grid_points, load_sweep, parse_grid_option
+    from lakelab.mlp.sweep_run import run_sweep
 
     if args.file and args.grid:
         raise ValueError("give a sweep file or --grid options, not both")
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     lake.set_defaults(func=_lake)
 
     sweep = sub.add_parser("sweep", help="a grid of Frozen Lake protocols (resumable)")
-    sweep.add_argument("file", nargs="?", help="sweep file, TOML or JSON (see lakelab.sweep)")
+    sweep.add_argument("file", nargs="?", help="sweep file, TOML or JSON (see lakelab.mlp.sweep)")
     sweep.add_argument("--grid", action="append", help="knob=v1,v2 (repeatable), instead of a file")
     sweep.add_argument("--preset", default="quick", help="base preset with --grid")
     sweep.add_argument("--methods", nargs="+", help="objectives, with --grid (default: all)")

@@ -103,6 +103,10 @@ class Objective:
     summary: str
     """One line for the app."""
     paper: str
+    mixed_pass: bool = False
+    """True if the training loop must run a second forward pass on inputs mixed with the
+    model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
+    ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
 
 
 def _real(name, default, low=None, high=None, *, low_open=False, high_open=False, **kw):
@@ -151,6 +155,7 @@ OBJECTIVES: dict[str, Objective] = {
         ),
         summary="SFT on inputs mixed with the model's own predictions; earlier tokens weigh more.",
         paper="Hua et al. 2024, arXiv 2405.11870, eqs. 17-22; TsinghuaC3I/Intuitive-Fine-Tuning",
+        mixed_pass=True,
     ),
     "dpo": Objective(
         name="dpo",

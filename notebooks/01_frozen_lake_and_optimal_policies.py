@@ -311,7 +311,7 @@ for tau, bound, gap, p_right, length in rows:
 # staying on the lake and collecting entropy is worth more than finishing: the cell right
 # next to the goal **walks away from it**, and episodes get long (the soft agent still reaches
 # the goal eventually, it is just in no hurry). Pick `tau` and `gamma` with the bound well below
-# 1; `lakelab.config.LakeConfig` refuses configurations where it is not.
+# 1; `lakelab.mlp.config.LakeConfig` refuses configurations where it is not.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))

@@ -41,7 +41,7 @@ from lakelab.analysis import gradient_field, sequence_gradients
 from lakelab.reductions import ift_weights, mean_logps, sum_logps
 from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
 from lakelab.residual import predicted_inputs, temporal_residual
-from lakelab.trajectories import optimal_and_suboptimal_routes, to_batch
+from lakelab.mlp.data import optimal_and_suboptimal_routes, to_batch
 
 pd.set_option("display.precision", 4)
 

@@ -15,11 +15,11 @@
 # Lake map with one optimal and one sub-optimal route, using SFT, IFT, ORPO and DPO, and
 # reports (Figure 3) the distance between trained and optimal *parameters* and the "explored
 # grid" of each method. It publishes no code, map, sizes or hyper-parameters;
-# `lakelab.config.LakeConfig` names every choice we had to make.
+# `lakelab.mlp.config.LakeConfig` names every choice we had to make.
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. set up the experiment with `lakelab.config.preset` and `lakelab.experiment.build_setup`,
+# 1. set up the experiment with `lakelab.mlp.config.preset` and `lakelab.mlp.experiment.build_setup`,
 #    and say what `pi*`, `theta_0` and `theta*` are;
 # 2. compute the paper's metric, the parameter MSE to `theta*` (exercise 1), and explain why we
 #    always show *function-space* metrics beside it (KL to `pi*`, success probability);
@@ -42,12 +42,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lakelab.config import preset
-from lakelab.experiment import build_setup, train_method
+from lakelab.mlp.config import preset
+from lakelab.mlp.experiment import build_setup
+from lakelab.mlp.joint import train_method
 from lakelab.plotting import draw_grid_mass, draw_lake
-from lakelab.policy import param_mse, state_param_error
-from lakelab.report import experiment_figure
-from lakelab.runs import summarize
+from lakelab.mlp.model import param_mse, state_param_error
+from lakelab.mlp.report import experiment_figure
+from lakelab.mlp.runs import summarize
 from lakelab.solver import state_visitation
 
 pd.set_option("display.precision", 4)
@@ -106,7 +107,7 @@ ax = draw_lake(
 #
 # Compute it for `theta_0` against `theta*`. Careful: the mean is over *all* parameters, not a
 # mean of each tensor's mean (the tensors have different sizes). The check compares with
-# `lakelab.policy.param_mse`.
+# `lakelab.mlp.model.param_mse`.
 
 
 # %% tags=["exercise"]
@@ -164,7 +165,7 @@ for method in config.methods:
 
 
 # %% [markdown]
-# `lakelab.report.experiment_figure` draws what `lakelab lake` writes to `figure.png`: mean
+# `lakelab.mlp.report.experiment_figure` draws what `lakelab lake` writes to `figure.png`: mean
 # over seeds with a 95% band, and each method's explored grid.
 
 

@@ -15,23 +15,24 @@ import pandas as pd
 import pytest
 import torch
 
-from lakelab.app_pages.formulas import FORMULAS
-from lakelab.config import config_from_dict
+from app_pages.formulas import FORMULAS
 from lakelab.lakes import make_lake, random_lake
 from lakelab.lm.config import PRESETS as LM_PRESETS
 from lakelab.lm.metrics import execute
 from lakelab.lm.model import generate
 from lakelab.lm.runs import checkpoint_path, load_checkpoint, run_lm
 from lakelab.lm.tokenizer import ACTION_IDS, END_ID, decode, encode, parse_plan, prompt_text
+from lakelab.mlp.config import config_from_dict
+from lakelab.mlp.runs import load_cell
 from lakelab.registry import OBJECTIVES
-from lakelab.runs import cell_path, load_cell
+from lakelab.rundir import cell_path
 from lakelab.solver import soft_value_iteration
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-EXPERIMENT = "lakelab/app_pages/experiment.py"
-EXPLORER = "lakelab/app_pages/explorer.py"
-LAKE = "lakelab/app_pages/lake.py"
-LM = "lakelab/app_pages/lm.py"
+EXPERIMENT = "app_pages/experiment.py"
+EXPLORER = "app_pages/explorer.py"
+LAKE = "app_pages/lake.py"
+LM = "app_pages/lm.py"
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 

@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from lakelab.config import PRESETS, LakeConfig, config_from_dict
-from lakelab.experiment import Diverged, build_setup, train_method, train_methods
-from lakelab.negatives import OnlineNegatives
-from lakelab.trajectories import routes
+from lakelab.mlp.config import PRESETS, LakeConfig, config_from_dict
+from lakelab.mlp.data import routes
+from lakelab.mlp.experiment import build_setup
+from lakelab.mlp.joint import train_method, train_methods
+from lakelab.mlp.negatives import OnlineNegatives
+from lakelab.training import Diverged
 
 TINY = PRESETS["quick"].replace(steps=20, log_every=10, seeds=2)
 
@@ -21,7 +23,7 @@ def quick_setup():
 def test_theta_star_reaches_its_kl_target(quick_setup):
     import torch
 
-    from lakelab.policy import kl_per_state, state_log_probs
+    from lakelab.mlp.model import kl_per_state, state_log_probs
 
     cfg, lake = quick_setup.config, quick_setup.lake
     # recompute the KL of theta* independently of build_setup's own check
@@ -80,9 +82,9 @@ def test_ift_residual_puts_mass_off_the_path_only_when_lam_positive():
 def test_ift_mixed_inputs_match_eq_17_by_hand():
     import torch
 
-    from lakelab.lake_logps import policy_logps
-    from lakelab.policy import forward, state_log_probs
-    from lakelab.trajectories import to_batch
+    from lakelab.mlp.data import to_batch
+    from lakelab.mlp.logps import policy_logps
+    from lakelab.mlp.model import forward, state_log_probs
 
     setup = build_setup(TINY.replace(methods=("ift",)))
     lake, route = setup.lake, setup.optimal_route
@@ -131,8 +133,8 @@ def test_ift_with_lam_0_and_gamma_0_reproduces_sft_rows():
 
 @pytest.mark.parametrize("start", ["theta0", "theta_star"])  # theta*: close to pi*, hard case
 def test_online_negatives_are_episodes_never_equal_to_a_chosen_one(quick_setup, start):
-    from lakelab.policy import state_log_probs
-    from lakelab.trajectories import to_batch
+    from lakelab.mlp.data import to_batch
+    from lakelab.mlp.model import state_log_probs
 
     setup, lake = quick_setup, quick_setup.lake
     idx = list(range(len(setup.seeds)))

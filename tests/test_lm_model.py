@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from lakelab.experiment import torch_threads
 from lakelab.lakes import random_lake
 from lakelab.lm import tokenizer as tok
 from lakelab.lm.data import Tokens, to_tokens
 from lakelab.lm.model import MODEL_PRESETS, ModelConfig, TinyGPT, generate, model_config
 from lakelab.lm.train import token_logps
 from lakelab.registry import SequenceLogps, compute_objective
+from lakelab.training import torch_threads
 from tests.helpers import assert_close
 
 

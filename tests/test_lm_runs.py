@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from lakelab.cli import main
-from lakelab.experiment import torch_threads
 from lakelab.lm import runs
 from lakelab.lm.config import PRESETS, LMConfig
 from lakelab.lm.metrics import evaluate, held_out
-from lakelab.lm.runs import BASE, cell_path, checkpoint_path, load_checkpoint, run_lm
+from lakelab.lm.runs import BASE, checkpoint_path, load_checkpoint, run_lm
+from lakelab.rundir import cell_path
+from lakelab.training import torch_threads
 from tests.test_lm_train import TINY
 
 SMALL = TINY.replace(seeds=2, methods=("sft", "dpo"))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lakelab.optim import Adam
+from lakelab.mlp.optim import Adam
 
 
 def quadratic_loss(params):

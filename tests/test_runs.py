@@ -6,41 +6,14 @@ import json
 import pandas as pd
 import pytest
 
-from lakelab import runs
 from lakelab.cli import main
-from lakelab.config import PRESETS
-from lakelab.runs import ci95, run_lake
+from lakelab.mlp import runs
+from lakelab.mlp.config import PRESETS
+from lakelab.mlp.runs import run_lake
 
 # a loose theta* fit keeps these tests about the run directory, not the optimisation
 FAST = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
 SMALL = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST)
-
-
-def test_ci95_matches_a_hand_computed_t_interval():
-    mean, half = ci95([1.0, 2.0, 3.0])
-    assert mean == 2.0
-    assert half == pytest.approx(4.303 * 1.0 / 3**0.5)  # t(0.975, 2 df) * sd / sqrt(n)
-    assert ci95([5.0]) == (5.0, 0.0)
-
-
-def test_ci95_ignores_nans_and_uses_the_normal_quantile_beyond_30_degrees():
-    import math
-    import statistics
-
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    values = rng.normal(size=(4, 40))
-    values[1, 5:] = np.nan  # 5 values: t(0.975, 4 df)
-    values[2, 1:] = np.nan  # one value
-    values[3] = np.nan  # none
-    for row, t in ((values[0], 1.96), (values[1], 2.776)):
-        kept = [v for v in row.tolist() if not math.isnan(v)]
-        m, h = ci95(row)
-        assert m == pytest.approx(statistics.fmean(kept), rel=1e-12)
-        assert h == pytest.approx(t * statistics.stdev(kept) / len(kept) ** 0.5, rel=1e-12)
-    assert ci95(values[2]) == (values[2, 0], 0.0)
-    assert all(math.isnan(x) for x in ci95(values[3]))
 
 
 def test_cli_writes_the_run_directory(tmp_path, capsys):

@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 
-from lakelab import sampling
 from lakelab.lakes import make_lake
-from lakelab.sampling import sample, sample_many
+from lakelab.mlp import sampling
+from lakelab.mlp.data import Episodes
+from lakelab.mlp.sampling import sample, sample_many
 from lakelab.solver import state_visitation, success_probability
-from lakelab.trajectories import Episodes
 
 
 def random_policy(seed: int, n_states: int) -> np.ndarray:

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 
 from lakelab.cli import main
-from lakelab.config import PRESETS
-from lakelab.sweep import (
+from lakelab.mlp.config import PRESETS
+from lakelab.mlp.sweep import (
     SweepSpec,
     apply_knobs,
     grid_points,
     load_sweep,
     parse_grid_option,
-    run_sweep,
     sweep_from_dict,
 )
+from lakelab.mlp.sweep_run import run_sweep
 
 FAST = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
 BASE = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST)
@@ -112,23 +112,23 @@ def test_a_2x2_grid_gives_one_row_per_point_objective_and_seed(tmp_path):
 
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    import lakelab.experiment as experiment
+    import lakelab.mlp.sweep_run as sweep_run
 
-    real = experiment.train_method
+    real = sweep_run.train_method
 
     def flaky(setup, method, **kw):
         if method == "dpo" and setup.config.tau == 0.05:
             raise RuntimeError("simulated crash")
         return real(setup, method, **kw)
 
-    monkeypatch.setattr(experiment, "train_method", flaky)
+    monkeypatch.setattr(sweep_run, "train_method", flaky)
     paths = run_sweep(spec({"tau": [0.02, 0.05]}), tmp_path)
     results = pd.read_csv(paths["results"])
     failed = results[results["status"] == "error"]
     assert len(failed) == 1 and failed.iloc[0]["method"] == "dpo" and failed.iloc[0]["tau"] == 0.05
     assert "RuntimeError: simulated crash" in failed.iloc[0]["error"]
     assert (results["status"] == "ok").sum() == 3 * 2  # the other cells, every seed
-    monkeypatch.setattr(experiment, "train_method", real)
+    monkeypatch.setattr(sweep_run, "train_method", real)
     run_sweep(spec({"tau": [0.02, 0.05]}), tmp_path)  # a finished (failed) cell is not rerun
     assert (pd.read_csv(paths["results"])["status"] == "error").sum() == 1
     run_sweep(spec({"tau": [0.02, 0.05]}), tmp_path, retry_failed=True)

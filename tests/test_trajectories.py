@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from lakelab.lakes import make_lake
-from lakelab.sampling import sample
-from lakelab.trajectories import Episodes, Trajectory, routes, to_batch
+from lakelab.mlp.data import Episodes, Trajectory, routes, to_batch
+from lakelab.mlp.sampling import sample
 
 
 def random_policy(seed: int, n_states: int) -> np.ndarray:

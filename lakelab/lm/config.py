@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakelab.config import check_choice, check_nonneg_int, check_positive_int, check_real
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
 from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
 
 METHODS = tuple(OBJECTIVES)
 NEGATIVE_MODES = ("offline", "online")
@@ -89,17 +89,17 @@ class LMConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("pretrain_steps", "align_steps", "lake_seed", "first_seed"):
             check_nonneg_int(name, getattr(self, name))
-        check_real("p_frozen", self.p_frozen, 0.0, 1.0, "(0, 1]", low_open=True)
-        check_real("gamma", self.gamma, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True)
-        check_real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real("p_frozen", self.p_frozen, 0.0, 1.0, low_open=True)
+        check_real("gamma", self.gamma, 0.0, 1.0, low_open=True, high_open=True)
+        check_real("tau", self.tau, 0.0, low_open=True)
         if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
             raise ValueError(
                 f"tau * log 4 / (1 - gamma) must be < 1, got tau={self.tau}, "
                 f"gamma={self.gamma}: the soft optimum would wander instead of finishing"
             )
         for name in ("pretrain_lr", "align_lr"):
-            check_real(name, getattr(self, name), 0.0, math.inf, "(0, inf)", low_open=True)
-        check_real("weight_decay", self.weight_decay, 0.0, math.inf, "[0, inf)")
+            check_real(name, getattr(self, name), 0.0, low_open=True)
+        check_real("weight_decay", self.weight_decay, 0.0)
         mix = tuple(self.corpus_mix)
         if len(mix) != 3 or any(not isinstance(x, int | float) or x < 0 for x in mix):
             raise ValueError(f"corpus_mix must be 3 shares >= 0, got {self.corpus_mix!r}")

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lakelab.runs import ci95
+from lakelab.stats import ci95
 
 PANELS = (
     ("pretrain", "success", "base model: held-out success"),

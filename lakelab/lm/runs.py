@@ -1,4 +1,4 @@
-"""Run directories of the LM track: atomic, resumable, the same layout as ``lakelab.runs``.
+"""Run directories of the LM track: atomic, resumable, the layout of ``lakelab.rundir``.
 
     out/config.json                  the protocol (LMConfig as JSON)
     out/cells/base-seedS.json        the base model's pre-training curve (held-out metrics)
@@ -9,35 +9,40 @@
     out/summary.csv                  final values per method (base first): mean, 95% interval
     out/figure.png                   curves with 95% bands
 
-Every file is written atomically (``lakelab.io``); a cell counts as finished only if it parses,
-belongs to the same protocol and has every logged step, so re-running into the same directory
-computes only what is missing (more seeds or methods welcome, a different protocol refused).
-An aligned cell needs its seed's base model: loaded from its checkpoint when that is intact,
-else pre-trained again (deterministically, so identically).
+A cell counts as finished only if it parses, belongs to the same protocol and has every
+logged step (``lakelab.rundir``), so re-running into the same directory computes only what is
+missing (more seeds or methods welcome, a different protocol refused). An aligned cell needs
+its seed's base model: loaded from its checkpoint when that is intact, else pre-trained again
+(deterministically, so identically).
 
-Training runs on one CPU thread: for a model this small it is faster than two on a shared
-2-core machine, and the results do not depend on the machine's core count.
+Training runs on one CPU thread (``lakelab.training.torch_threads``), so the results do not
+depend on the machine's core count.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from lakelab.experiment import torch_threads
-from lakelab.io import atomic_save_figure, atomic_write_bytes, atomic_write_json, atomic_write_text
+from lakelab.files import (
+    atomic_save_figure,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 from lakelab.lm.config import LMConfig, fingerprint
 from lakelab.lm.data import SeedData, seed_data
 from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.train import ReferenceCache, align, pretrain
 from lakelab.registry import get_objective
-from lakelab.runs import cell_path, ci95, n_logs, read_cell  # the same run-directory layout
+from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
+from lakelab.stats import ci95
+from lakelab.training import torch_threads
 
 BASE = "base"
 
@@ -86,7 +91,7 @@ def run_lm(
     ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance.
     """
     out = Path(out)
-    _check_protocol(out, config)
+    check_protocol(out, config.fingerprint(), fingerprint)
     atomic_write_json(out / "config.json", config.to_dict())
     todo = {
         seed: [m for m in config.methods if load_cell(out, config, m, seed) is None]
@@ -163,20 +168,7 @@ def _pretrain_base(config, out: Path, seed: int, data: SeedData, held: HeldOut, 
 
 
 def _write_cell(out: Path, config: LMConfig, method: str, seed: int, rows: list[dict]) -> None:
-    cell = {"protocol": config.fingerprint(), "method": method, "seed": seed, "rows": rows}
-    atomic_write_json(cell_path(out, method, seed), cell)
-
-
-def _check_protocol(out: Path, config: LMConfig) -> None:
-    try:
-        old = json.loads((out / "config.json").read_text())
-    except (OSError, ValueError):
-        return  # absent or unreadable: rewritten; cells are checked one by one
-    if not isinstance(old, dict) or fingerprint(old) != config.fingerprint():
-        raise ValueError(
-            f"{out} holds a run of a different protocol (only methods and seeds may change "
-            "when resuming); choose another --out"
-        )
+    write_cell(out, config.fingerprint(), method, seed, rows)
 
 
 def write_reports(config: LMConfig, out: Path) -> dict[str, Path]:

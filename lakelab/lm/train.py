@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lakelab.experiment import Diverged
 from lakelab.lm.config import LMConfig
 from lakelab.lm.data import SeedData, Tokens, response_ids, to_tokens
 from lakelab.lm.model import TinyGPT, generate, model_config
 from lakelab.lm.tokenizer import decode, parse_plan
 from lakelab.registry import SequenceLogps, compute_objective, get_objective, resolve_hparams
 from lakelab.residual import predicted_inputs, temporal_residual
+from lakelab.training import Diverged
 
 # streams of the per-seed generators: np.random.default_rng([seed, STREAM])
 PRETRAIN_BATCHES, ALIGN_BATCHES, ONLINE = 11, 12, 13
@@ -88,7 +88,7 @@ def objective_logps(
     """What ``compute_objective(method, ...)`` needs from the model for one batch (``hp``:
     overrides of the registry defaults; IFT's lam and residual are used here)."""
     hp = resolve_hparams(method, hp)
-    if method == "ift":
+    if get_objective(method).mixed_pass:
         logp_c = ift_logps(model, chosen, lam=hp["lam"], residual=hp["residual"])
         return SequenceLogps(logp_c, chosen.mask)
     if not get_objective(method).needs_pairs or rejected is None:

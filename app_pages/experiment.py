@@ -1,6 +1,6 @@
 """Experiment page: the Frozen Lake alignment experiment, run from the browser.
 
-Settings start from the ``quick`` preset. A run goes through ``lakelab.runs.run_lake`` into
+Settings start from the ``quick`` preset. A run goes through ``lakelab.mlp.runs.run_lake`` into
 ``results/app/<hash of the protocol>`` (``$LAKELAB_APP_RUNS`` overrides the root), so it is
 resumable: more seeds or objectives train only what is missing, results already on disk show
 at once, and an interrupted run keeps every finished (objective, seed) cell. The page shows
@@ -21,10 +21,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from lakelab.app_pages.common import hparam_inputs, init, show_error, single_threaded_torch
-from lakelab.config import CHOSEN_MODES, NEGATIVE_MODES, LakeConfig, config_from_dict, preset
+from app_pages.common import hparam_inputs, init, show_error, single_threaded_torch
+from lakelab.mlp.config import CHOSEN_MODES, NEGATIVE_MODES, LakeConfig, config_from_dict, preset
+from lakelab.mlp.runs import SUMMARY_METRICS, load_cell, run_lake, write_reports
 from lakelab.registry import OBJECTIVES
-from lakelab.runs import SUMMARY_METRICS, cell_path, load_cell, run_lake, write_reports
+from lakelab.rundir import cell_path
 
 BASE = preset("quick")
 DEFAULT_METHODS = ["sft", "ift", "dpo", "orpo"]  # the four the IFT paper compares
@@ -61,7 +62,7 @@ def results(config_json: str, out: str, _just_written: bool = False) -> dict:
     paths = {name.split(".")[0]: Path(out) / name for name in names}  # as write_reports names them
     if not _just_written:
         paths = write_reports(config, Path(out))
-        plt.close("all")  # the report figure (lakelab.report draws with pyplot)
+        plt.close("all")  # the report figure (lakelab.mlp.report draws with pyplot)
     files = {name: path.read_bytes() for name, path in paths.items()}
     return {
         "metrics": pd.read_csv(paths["metrics"]),
@@ -98,7 +99,7 @@ def train(config: LakeConfig, out: Path) -> None:
             bar.progress(done / total, text=f"training: step {done} of {total}")
 
     run_lake(config, out, progress=progress)
-    plt.close("all")  # the report figure (lakelab.report draws with pyplot)
+    plt.close("all")  # the report figure (lakelab.mlp.report draws with pyplot)
     bar.empty()
 
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lakelab import policy as mlp
+from lakelab.mlp import model
+from lakelab.mlp.data import Batch
 from lakelab.registry import SequenceLogps, get_objective
 from lakelab.residual import temporal_residual
-from lakelab.trajectories import Batch
 
 
 def policy_logps(
     method: str,
     hp: dict,
     *,
-    params: mlp.Params | None,
+    params: model.Params | None,
     table: torch.Tensor,
     ref_table: torch.Tensor,
     chosen: Batch,
@@ -41,7 +41,7 @@ def policy_logps(
     rows' parameters, and ``P``, the lake's dynamics [S, A, S'], are for it).
     """
     _, S, A = table.shape
-    if method == "ift":  # looked up per (s_{i-1}, s_i) pair; IFT needs no reference
+    if get_objective(method).mixed_pass:  # IFT: per (s_{i-1}, s_i) pair; needs no reference
         logp_c, used = ift_logps(hp, params, table, chosen, P, activation)
         logp_c, at_c = logp_c.flatten(0, 1), None
     else:
@@ -78,7 +78,7 @@ def lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tens
 
 def ift_logps(
     hp: dict,
-    params: mlp.Params,
+    params: model.Params,
     table: torch.Tensor,
     chosen: Batch,
     P: torch.Tensor,
@@ -114,7 +114,7 @@ def ift_logps(
         torch.zeros(N * U, 2, dtype=torch.bool),
         lam=lam,
     )[:, 1].reshape(N, U, S)  # position 1: (1 - lam) one_hot(s_i) + lam * pred(s_{i-1})
-    logp_pairs = torch.log_softmax(mlp.forward(params, mixed, activation), -1)
+    logp_pairs = torch.log_softmax(model.forward(params, mixed, activation), -1)
     first = table[seed, chosen.states[..., :1], chosen.actions[..., :1]]  # (N, B, 1) unmixed
     rest = logp_pairs[seed, inverse, chosen.actions[..., 1:]]  # (N, B, T - 1)
     # input mass: the start state once per trajectory, each later token's mixed input

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lakelab.lakes import make_lake
 from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
 
 METHODS = tuple(OBJECTIVES)
 CHOSEN_MODES = ("demos", "single")
@@ -82,11 +84,9 @@ class LakeConfig:
     """A cell counts as explored once it holds at least this share of the explored mass."""
 
     def __post_init__(self) -> None:
-        from lakelab.lakes import make_lake
-
         make_lake(self.lake, slippery=self.slippery, success_rate=self.success_rate)
-        check_real("gamma", self.gamma, 0.0, 1.0, "[0, 1)", high_open=True)
-        check_real("tau", self.tau, 0.0, math.inf, "(0, inf)", low_open=True)
+        check_real("gamma", self.gamma, 0.0, 1.0, high_open=True)
+        check_real("tau", self.tau, 0.0, low_open=True)
         if self.tau * math.log(4) / (1 - self.gamma) >= 1.0:
             raise ValueError(
                 f"tau * log 4 / (1 - gamma) = {self.tau * math.log(4) / (1 - self.gamma):.3g} "
@@ -105,14 +105,10 @@ class LakeConfig:
             check_positive_int(name, getattr(self, name))
         check_nonneg_int("steps", self.steps)
         check_nonneg_int("first_seed", self.first_seed)
-        check_real("optimum_lr", self.optimum_lr, 0.0, math.inf, "(0, inf)", low_open=True)
-        check_real("lr", self.lr, 0.0, math.inf, "(0, inf)", low_open=True)
-        check_real(
-            "optimum_kl_target", self.optimum_kl_target, 0.0, math.inf, "(0, inf)", low_open=True
-        )
-        check_real(
-            "explored_share", self.explored_share, 0.0, 1.0, "(0, 1)", low_open=True, high_open=True
-        )
+        check_real("optimum_lr", self.optimum_lr, 0.0, low_open=True)
+        check_real("lr", self.lr, 0.0, low_open=True)
+        check_real("optimum_kl_target", self.optimum_kl_target, 0.0, low_open=True)
+        check_real("explored_share", self.explored_share, 0.0, 1.0, low_open=True, high_open=True)
         check_choice("activation", self.activation, ("relu", "tanh"))
         check_choice("chosen", self.chosen, CHOSEN_MODES)
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
@@ -153,31 +149,6 @@ class LakeConfig:
         can be resumed with more methods or seeds, but not with another protocol."""
         d = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return json.dumps(d, sort_keys=True)
-
-
-def check_real(name, value, low, high, interval, *, low_open=False, high_open=False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-    if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_nonneg_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
 
 
 PRESETS: dict[str, LakeConfig] = {

@@ -6,7 +6,7 @@
     out/summary.csv           final values per method: mean and 95% interval over seeds
     out/figure.png            curves (mean and 95% band) and explored grids per method
 
-Every file is written atomically (``lakelab.io``). A cell file counts as finished only if it
+Every file is written atomically (``lakelab.files``). A cell file counts as finished only if it
 parses, belongs to the same protocol and has every logged step, so re-running into the same
 directory trains only what is missing (more seeds or methods welcome; a different protocol is
 refused) and a truncated or corrupted file is recomputed, never trusted.
@@ -14,8 +14,6 @@ refused) and a truncated or corrupted file is recomputed, never trusted.
 
 from __future__ import annotations
 
-import json
-import math
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -25,10 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lakelab.config import LakeConfig, config_from_dict
-from lakelab.experiment import MethodResult, Setup, build_setup, train_methods
-from lakelab.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from lakelab.files import atomic_save_figure, atomic_write_json, atomic_write_text
+from lakelab.mlp.config import LakeConfig, config_from_dict
+from lakelab.mlp.experiment import MethodResult, Setup, build_setup
+from lakelab.mlp.joint import train_methods
+from lakelab.mlp.report import experiment_figure
 from lakelab.registry import get_objective
+from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
+from lakelab.stats import ci95
 
 SUMMARY_METRICS = (
     "param_mse",
@@ -41,78 +43,6 @@ SUMMARY_METRICS = (
     "explored_cells",
     "explored_overlap",
 )
-# two-sided 95% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond
-_T95 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
-
-
-def ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and half-width of the 95% t-interval of the mean (half-width 0 for one value)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return float(values[0]), 0.0
-    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
-    return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
-
-
-def cell_path(out: Path, method: str, seed: int) -> Path:
-    return out / "cells" / f"{method}-seed{seed}.json"
-
-
-def n_logs(steps: int, every: int) -> int:
-    """Rows of a curve logged at every multiple of ``every`` and at the last step."""
-    return len(range(0, steps + 1, every)) + (steps % every != 0)
-
-
-def read_cell(path: Path, protocol: str, method: str, seed: int, rows: int) -> dict | None:
-    """A finished cell file of a run directory (either track), or None: missing, unreadable,
-    another protocol, method or seed, or not all ``rows`` logged (a partial file)."""
-    try:
-        cell = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (
-        isinstance(cell, dict)
-        and cell.get("protocol") == protocol
-        and cell.get("method") == method
-        and cell.get("seed") == seed
-        and isinstance(cell.get("rows"), list)
-        and len(cell["rows"]) == rows
-    )
-    return cell if ok else None
 
 
 def load_cell(path: Path, config: LakeConfig, method: str, seed: int) -> dict | None:
@@ -136,7 +66,7 @@ def run_lake(
 
     ``progress(done_steps, total_steps)`` is called as training advances (in method-steps:
     per step for the methods trained in this process, per finished share for the others).
-    The missing methods train together (``experiment.train_methods``: one batched
+    The missing methods train together (``joint.train_methods``: one batched
     computation). ``workers`` > 1 splits them into that many shares by estimated cost
     (``shares``): this process trains the first while worker processes (forked on Linux,
     ``worker_start_method``) train the others. The numbers are the same either way (a
@@ -147,7 +77,7 @@ def run_lake(
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
-    _check_protocol(out, config)
+    check_protocol(out, config.fingerprint(), lambda d: config_from_dict(d).fingerprint())
     atomic_write_json(out / "config.json", config.to_dict())
     seeds = config.seed_list
     missing = {
@@ -199,7 +129,7 @@ def _train_share(
 
 # relative cost of a method in a joint run, from timing `train_methods` on the paper preset
 # (SFT 1; IFT's second forward pass and loss weights cost more than one online-pairs method)
-_COST = {"plain": 1.0, "ift": 3.5, "offline pairs": 2.0, "online pairs": 3.0}
+_COST = {"plain": 1.0, "mixed pass": 3.5, "offline pairs": 2.0, "online pairs": 3.0}
 
 
 def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[str]]:
@@ -220,8 +150,8 @@ def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[st
 
 def _kind(config: LakeConfig, method: str) -> str:
     objective = get_objective(method)
-    if method == "ift":
-        return "ift"
+    if objective.mixed_pass:
+        return "mixed pass"
     if objective.needs_pairs:
         return f"{config.negatives} pairs"
     return "plain"
@@ -233,7 +163,7 @@ def worker_start_method() -> str:
     A forked worker starts at once, with torch imported and the set-up in memory; a spawned
     one first imports torch (2-3 s, about a quarter of a whole `paper` run). Forking a process
     whose OpenMP pool has run is safe here for the reason it is safe for PyTorch's DataLoader
-    workers: the worker trains with one thread (``experiment.torch_threads``), and with one
+    workers: the worker trains with one thread (``lakelab.training.torch_threads``), and with one
     thread ATen never enters an OpenMP parallel region. macOS and Windows spawn (fork is
     unsafe or missing there).
     """
@@ -242,37 +172,19 @@ def worker_start_method() -> str:
 
 def _warm_up() -> None:
     """Spawned worker start-up: import the heavy modules before the first job arrives."""
-    import lakelab.experiment  # noqa: F401
-
-
-def _check_protocol(out: Path, config: LakeConfig) -> None:
-    path = out / "config.json"
-    if not path.exists():
-        return
-    try:
-        old = config_from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError):
-        return  # an unreadable config.json is rewritten; cells are checked one by one
-    if old.fingerprint() != config.fingerprint():
-        raise ValueError(
-            f"{out} holds a run of a different protocol (only methods and seeds may change "
-            "when resuming); choose another --out"
-        )
+    import lakelab.mlp.joint  # noqa: F401
 
 
 def _write_cell(out: Path, config, method: str, seed: int, r: MethodResult, n: int) -> None:
-    atomic_write_json(
-        cell_path(out, method, seed),
-        {
-            "protocol": config.fingerprint(),
-            "method": method,
-            "seed": seed,
-            "rows": r.rows[n],
-            "explored": r.explored[n].tolist(),
-            "state_error": r.state_error[n].tolist(),
-            "final_policy": r.final_policy[n].tolist(),
-        },
-        indent=None,  # 70 cells per run: the indenting encoder took a third of a second
+    write_cell(
+        out,
+        config.fingerprint(),
+        method,
+        seed,
+        r.rows[n],
+        explored=r.explored[n].tolist(),
+        state_error=r.state_error[n].tolist(),
+        final_policy=r.final_policy[n].tolist(),
     )
 
 
@@ -290,8 +202,6 @@ def write_reports(config: LakeConfig, out: Path) -> dict[str, Path]:
     atomic_write_text(out / "metrics.csv", metrics.to_csv(index=False))
     summary = summarize(metrics)
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
-    from lakelab.report import experiment_figure
-
     explored = {
         m: np.mean([_share(cells[(m, s)]["explored"]) for s in config.seed_list], axis=0)
         for m in config.methods

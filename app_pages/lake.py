@@ -12,7 +12,7 @@ import math
 import streamlit as st
 from matplotlib.figure import Figure
 
-from lakelab.app_pages.common import init, png, show_error
+from app_pages.common import init, png, show_error
 from lakelab.lakes import PRESETS, Lake, make_lake, random_lake
 from lakelab.plotting import draw_lake
 from lakelab.solver import soft_value_iteration, success_probability, value_iteration

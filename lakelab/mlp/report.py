@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lakelab.config import LakeConfig
 from lakelab.lakes import make_lake
+from lakelab.mlp.config import LakeConfig
 from lakelab.plotting import draw_grid_mass
+from lakelab.stats import ci95
 
 CURVES = (
     ("param_mse", "parameter MSE to theta* (paper)"),
@@ -25,8 +26,6 @@ def experiment_figure(
 ) -> Figure:
     """Top: each metric's mean over seeds with a 95% band per method. Bottom: each method's
     explored grid (share of the input mass it trained on, averaged over seeds)."""
-    from lakelab.runs import ci95
-
     lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
     methods = list(config.methods)
     ncol = max(len(CURVES), len(methods))

@@ -1,7 +1,7 @@
 """Sampling episodes from policies in the exact MDP, many policies at once, as arrays.
 
 The experiment draws its demos and offline negatives once and, with ``negatives="online"``,
-thousands of episodes of the current policies at every step (``lakelab.negatives``), so this
+thousands of episodes of the current policies at every step (``lakelab.mlp.negatives``), so this
 is a vectorised loop over the running episodes rather than a Python loop over moves. Every
 policy draws from its own generator, so a seed's episodes never depend on the others.
 """
@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from lakelab.lakes import Lake
-from lakelab.trajectories import Episodes, hash_powers, token_hash_terms
+from lakelab.mlp.data import Episodes, hash_powers, token_hash_terms
 
 UNIFORM_BLOCK = 16
 """Moves' worth of uniforms a generator draws at a time while sampling (see sample_many)."""

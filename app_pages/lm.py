@@ -26,7 +26,7 @@ import streamlit as st
 import torch
 from matplotlib.figure import Figure
 
-from lakelab.app_pages.common import init, png, show_error, single_threaded_torch
+from app_pages.common import init, png, show_error, single_threaded_torch
 from lakelab.lakes import Lake, make_lake, random_lake
 from lakelab.lm.config import LMConfig, preset
 from lakelab.lm.data import (

@@ -8,30 +8,26 @@ explored grid's summary against the agent's own visitation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
-from lakelab import policy as mlp
+from lakelab.mlp import model
+from lakelab.mlp.data import Trajectory
+from lakelab.mlp.experiment import Setup
 from lakelab.solver import policy_evaluation, state_visitation, success_probability
-from lakelab.trajectories import Trajectory
-
-if TYPE_CHECKING:
-    from lakelab.experiment import Setup
 
 
 def exact_metrics(
-    setup: Setup, params: mlp.Params, target: mlp.Params, explored: np.ndarray
+    setup: Setup, params: model.Params, target: model.Params, explored: np.ndarray
 ) -> list[dict[str, float]]:
     """The logged metrics of each row of ``params`` (theta* of each row: ``target``;
     ``explored``: each row's input mass so far [R, S]), computed from the tabular MDP."""
     cfg, lake = setup.config, setup.lake
     live = ~lake.terminal
     with torch.no_grad():
-        logp = mlp.state_log_probs(params, cfg.activation)  # (N, S, A)
-        mse = mlp.param_mse(params, target).numpy()
-        kl = mlp.kl_per_state(torch.tensor(setup.optimum.policy), logp).numpy()  # (N, S)
+        logp = model.state_log_probs(params, cfg.activation)  # (N, S, A)
+        mse = model.param_mse(params, target).numpy()
+        kl = model.kl_per_state(torch.tensor(setup.optimum.policy), logp).numpy()  # (N, S)
     logp = logp.numpy()
     pi = np.exp(logp)
     pi = pi / pi.sum(-1, keepdims=True)

@@ -18,9 +18,9 @@ import streamlit as st
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from app_pages.common import hparam_inputs, init, png, show_error, single_threaded_torch
+from app_pages.formulas import FORMULAS
 from lakelab.analysis import gradient_field, sequence_gradients
-from lakelab.app_pages.common import hparam_inputs, init, png, show_error, single_threaded_torch
-from lakelab.app_pages.formulas import FORMULAS
 from lakelab.registry import OBJECTIVES, resolve_hparams
 
 FLOWS = {

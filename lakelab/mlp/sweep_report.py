@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lakelab.io import atomic_save_figure, atomic_write_text
-from lakelab.runs import ci95
-from lakelab.sweep import _FINAL_KEYS, KEPT_LOG_KEYS, SweepSpec, load_cell
+from lakelab.files import atomic_save_figure, atomic_write_text
+from lakelab.mlp.sweep import FINAL_KEYS, KEPT_LOG_KEYS, SweepSpec, load_cell
+from lakelab.stats import ci95
 
 PAPER_ORDER = ("dpo", "ift", ("orpo", "sft"))
 """The IFT paper's parameter-MSE claim: DPO < IFT << ORPO, SFT."""
@@ -56,7 +56,7 @@ def results_table(spec: SweepSpec, out: Path) -> tuple[pd.DataFrame, pd.DataFram
 
 def summarize_points(results: pd.DataFrame) -> pd.DataFrame:
     ok = results[results["status"] == "ok"]
-    metrics = [*_FINAL_KEYS, "initial_success", "peak_success", *KEPT_LOG_KEYS]
+    metrics = [*FINAL_KEYS, "initial_success", "peak_success", *KEPT_LOG_KEYS]
     out = []
     for (point, method), group in ok.groupby(["point", "method"], sort=False):
         row: dict = {"point": point, "method": method, "seeds": len(group)}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lakelab.optim import Adam
+from lakelab.mlp.optim import Adam
 
 Params = dict[str, torch.Tensor]
 PARAM_NAMES = ("W1", "b1", "W2", "b2")

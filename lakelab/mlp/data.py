@@ -1,6 +1,6 @@
 """Trajectories on a lake: routes, episodes as arrays with their hashes, padded tensors.
 
-Sampling them from policies is ``lakelab.sampling``.
+Sampling them from policies is ``lakelab.mlp.sampling``.
 
 In the language of the objectives (``objectives.md``, notation): the "prompt" is the start
 state and each "token" is an action a_t taken in state s_t, so a trajectory of T moves is a

@@ -14,16 +14,12 @@ with the row, so the cost per step hardly depends on the number of rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
-from lakelab.sampling import sample_many
-from lakelab.trajectories import Batch, Episodes
-
-if TYPE_CHECKING:
-    from lakelab.experiment import Setup
+from lakelab.mlp.data import Batch, Episodes
+from lakelab.mlp.experiment import Setup
+from lakelab.mlp.sampling import sample_many
 
 ONLINE_DRAWS = 2  # episodes drawn per step, per row, per batch slot
 _ROW_SALT = np.uint64(0x94D049BB133111EB)  # odd: row * salt differs for every row
