@@ -1,5 +1,6 @@
-"""Sampling: against exact probabilities, per-policy generators, and the fast paths
-(the one-by-one tail, skipped slip uniforms) against the plain vectorised loop."""
+"""Sampling: against exact probabilities, per-policy generators, and the fast paths (the
+vectorised loop, its one-by-one tail, skipped slip uniforms) against the plain one-move-at-a-
+time sampler ``sample_plain``."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from lakelab.lakes import make_lake
 from lakelab.mlp import sampling
 from lakelab.mlp.data import Episodes
-from lakelab.mlp.sampling import sample, sample_many
+from lakelab.mlp.sampling import sample, sample_many, sample_plain
 from lakelab.solver import state_visitation, success_probability
 
 
@@ -34,6 +35,24 @@ def test_sampled_visits_and_success_match_the_exact_values():
     p = success_probability(lake, policy, horizon=horizon)
     hit = lake.goal[eps.final].mean()
     assert abs(hit - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize(
+    ("name", "slippery"), [("4x4", False), ("4x4", True), ("8x8", True), ("two-paths", False)]
+)
+def test_the_vectorised_sampler_returns_the_plain_samplers_episodes(name, slippery):
+    """Same generator, same episodes: the fast path reads the uniforms as the plain loop does,
+    whether episodes end early, run to max_len (a policy walking into walls), or finish in
+    the one-by-one tail; and leaves the generator in the same state."""
+    lake = make_lake(name, slippery=slippery)
+    for seed in range(3):
+        concentration = (0.3, 1.0, 5.0)[seed]  # peaked to flat policies
+        policy = np.random.default_rng(seed).dirichlet(np.full(4, concentration), lake.n_states)
+        for n in (1, 7, 300):
+            fast_rng, plain_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+            fast = sample(lake, policy, n, fast_rng, max_len=40)
+            assert list(fast) == sample_plain(lake, policy, n, plain_rng, max_len=40)
+            assert fast_rng.random() == plain_rng.random()
 
 
 def test_zero_probability_actions_are_never_drawn():

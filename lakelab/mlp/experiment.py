@@ -34,6 +34,7 @@ from lakelab.training import torch_threads
 # Streams of the per-seed random generators: np.random.default_rng([seed, STREAM]).
 DEMOS, OFFLINE, CHOSEN_BATCHES, REJECTED_BATCHES, ONLINE_NEGATIVES = 1, 2, 3, 4, 5
 MAX_RESAMPLE_ROUNDS = 8  # demos and offline samples, drawn once per run
+ONLINE_DRAWS = 2  # online negatives: episodes simulated per step, per batch slot
 
 
 @dataclass(frozen=True)

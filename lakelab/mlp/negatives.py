@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from lakelab.mlp.data import Batch, Episodes
-from lakelab.mlp.experiment import Setup
+from lakelab.mlp.experiment import ONLINE_DRAWS, Setup
 from lakelab.mlp.sampling import sample_many
 
-ONLINE_DRAWS = 2  # episodes drawn per step, per row, per batch slot
 _ROW_SALT = np.uint64(0x94D049BB133111EB)  # odd: row * salt differs for every row
 
 

@@ -1,9 +1,12 @@
-"""Sampling episodes from policies in the exact MDP, many policies at once, as arrays.
+"""Sampling episodes from policies in the exact MDP.
 
-The experiment draws its demos and offline negatives once and, with ``negatives="online"``,
-thousands of episodes of the current policies at every step (``lakelab.mlp.negatives``), so this
-is a vectorised loop over the running episodes rather than a Python loop over moves. Every
-policy draws from its own generator, so a seed's episodes never depend on the others.
+``sample_plain`` is the reference: one episode and one move at a time, a few lines a
+student reads top to bottom. ``sample`` / ``sample_many`` are its fast path: many policies at
+once, a vectorised loop over the running episodes, the trajectories' hashes computed along
+the way (``docs/benchmarks.md`` says why each trick pays). Both read each generator's
+uniforms in the same order and draw with the same rule, so they return the same episodes
+(tested), and every policy draws from its own generator, so a seed's episodes never depend
+on the others.
 """
 
 from __future__ import annotations
@@ -16,10 +19,45 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from lakelab.lakes import Lake
-from lakelab.mlp.data import Episodes, hash_powers, token_hash_terms
+from lakelab.mlp.data import Episodes, Trajectory, hash_powers, token_hash_terms
 
 UNIFORM_BLOCK = 16
 """Moves' worth of uniforms a generator draws at a time while sampling (see sample_many)."""
+
+
+def sample_plain(
+    lake: Lake, policy: np.ndarray, n: int, rng: np.random.Generator, *, max_len: int
+) -> list[Trajectory]:
+    """``n`` episodes from the start under ``policy`` [S, A], each cut after ``max_len``
+    moves, simulated one move at a time.
+
+    Randomness: before every block of ``UNIFORM_BLOCK`` moves in which some episode is still
+    running, one array ``u = rng.random((2, UNIFORM_BLOCK, n))``; episode i's move t draws
+    its action with ``u[0, t % UNIFORM_BLOCK, i]`` and, on a slippery lake, where it slides
+    with ``u[1, t % UNIFORM_BLOCK, i]``. A draw is the inverse cdf: the number of cumulative
+    probabilities below the uniform (``_cdf``).
+    """
+    action_cdf = _cdf(policy)  # (S, A)
+    slide_cdf = _cdf(lake.next_probs)  # (S, A, K): K possible successors of (s, a)
+    states: list[list[int]] = [[] for _ in range(n)]
+    actions: list[list[int]] = [[] for _ in range(n)]
+    where = [lake.start] * n  # each episode's current state
+    running = list(range(n))
+    for t in range(max_len):
+        if not running:
+            break
+        if t % UNIFORM_BLOCK == 0:
+            u = rng.random((2, UNIFORM_BLOCK, n))
+        for i in list(running):
+            s = where[i]
+            a = int((action_cdf[s] < u[0, t % UNIFORM_BLOCK, i]).sum())  # a ~ pi(. | s)
+            k = int((slide_cdf[s, a] < u[1, t % UNIFORM_BLOCK, i]).sum())  # s' ~ P(. | s, a)
+            states[i].append(s)
+            actions[i].append(a)
+            where[i] = int(lake.next_states[s, a, k])
+            if lake.terminal[where[i]]:
+                running.remove(i)
+    return [Trajectory(tuple(states[i]), tuple(actions[i]), where[i]) for i in range(n)]
 
 
 def sample(
