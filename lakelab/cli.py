@@ -1,13 +1,16 @@
-"""The ``lakelab`` command line.
+"""The ``lakelab`` command line: solve a lake, run the two tracks' experiments, sweep.
 
-    lakelab solve [--lake 4x4] [--slippery] [--gamma 1.0] [--tau T] [--out DIR]
-    lakelab lake [--preset paper|quick] [--config FILE.json] [--methods M ...] [--seeds N]
-                 [--steps N] [--chosen demos|single] [--negatives offline|online] [--out DIR]
-                 [--workers N]
-    lakelab sweep [FILE.toml | --grid knob=v1,v2 ...] [--backend local|ray] [--workers N]
-                  [--retry-failed] [--out DIR]
-    lakelab lm [--preset quick|default] [--methods M ...] [--seeds N]
-               [--negatives offline|online] [--out DIR]
+    lakelab solve   solve a lake exactly, draw its values and policy
+    lakelab lake    the Frozen Lake experiment (an MLP policy); a resumable run directory
+    lakelab sweep   a grid of lake protocols, from a TOML/JSON file or --grid knob=v1,v2
+    lakelab lm      the same objectives on a tiny transformer planning on lakes
+
+``lake`` and ``lm`` build their config in three layers: ``--preset``, then ``--config
+FILE.json`` (a JSON object of fields), then one flag per field of ``LakeConfig`` / ``LMConfig``
+(``--n-demos 8``, ``--slippery``, ``--methods sft dpo``, ``--hparams '{"dpo": {"beta": 0.5}}'``).
+Those flags are generated from the dataclass (:mod:`lakelab.cli_config`), so none is listed
+here: ``lakelab lake --help`` (or ``lakelab lm --help``) lists every field with its docstring,
+its default and what each preset changes.
 
 Every sub-command validates its arguments through the same functions the library uses, so a
 bad map or value exits with lakelab's ``ValueError`` message and status 2, not a traceback.
@@ -18,21 +21,61 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from lakelab.cli_config import (
+    add_field_flags,
+    field_changes,
+    load_json_object,
+    preset_note,
+    replace_fields,
+)
+
+if TYPE_CHECKING:
+    from lakelab.lm.config import LMConfig
+    from lakelab.mlp.config import LakeConfig
+
+Progress = Callable[[int, int], None]
+FIELD_COMMANDS = ("lake", "lm")
+CONFIG_LAYERS = """{what}, in a resumable run directory.
+The config is --preset, then the fields of --config FILE.json, then the field flags."""
 
 
 @contextmanager
-def progress_bar(desc: str, unit: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar, closed at the end."""
+def progress_bar(
+    desc: str, unit: str, *, quiet: bool, stream: TextIO | None = None
+) -> Iterator[Progress]:
+    """A ``progress(done, total)`` callback writing to ``stream`` (default ``sys.stderr``).
+
+    On a terminal it draws a tqdm bar. Anywhere else (a log file, a pipe, a CI job) a redrawn
+    bar would leave one line per refresh, so it prints a plain line instead, at the first call
+    and each time progress enters a new tenth of the total: at most 11 lines per bar, e.g.
+    ``fine-tuning: 150/300 steps (50%, 12 s)``. ``quiet`` writes nothing.
+    """
+    stream = sys.stderr if stream is None else stream
+    if quiet:
+        yield lambda done, total: None
+    elif stream.isatty():
+        with _tqdm_bar(desc, unit, stream) as progress:
+            yield progress
+    else:
+        yield _tenth_lines(desc, unit, stream)
+
+
+@contextmanager
+def _tqdm_bar(desc: str, unit: str, stream: TextIO) -> Iterator[Progress]:
+    """A tqdm bar, created at the first call (when the total is known), closed at the end."""
     from tqdm import tqdm
 
     bars: list = []
 
     def progress(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit=unit, desc=desc, disable=quiet))
+            bars.append(tqdm(total=total, unit=unit, desc=desc, file=stream))
         bars[0].n = done
         bars[0].refresh()
 
@@ -41,6 +84,22 @@ def progress_bar(desc: str, unit: str, *, quiet: bool) -> Iterator[Callable[[int
     finally:
         for bar in bars:
             bar.close()
+
+
+def _tenth_lines(desc: str, unit: str, stream: TextIO) -> Progress:
+    """A ``progress(done, total)`` printing a line when ``done`` enters a new tenth of ``total``."""
+    start, last_tenth = time.monotonic(), [-1]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 10
+        if tenth > last_tenth[0]:
+            last_tenth[0] = tenth
+            share = 100 * done // total if total else 100
+            elapsed = time.monotonic() - start
+            print(f"{desc}: {done}/{total} {unit}s ({share}%, {elapsed:.0f} s)", file=stream)
+            stream.flush()
+
+    return progress
 
 
 def _solve(args: argparse.Namespace) -> int:
@@ -53,12 +112,13 @@ def _solve(args: argparse.Namespace) -> int:
     from lakelab.solver import soft_value_iteration, success_probability, value_iteration
 
     lake = make_lake(args.lake, slippery=args.slippery, success_rate=args.success_rate)
+    gamma = args.gamma if args.gamma is not None else 1.0 if args.tau is None else 0.95
     if args.tau is None:
-        sol = value_iteration(lake, gamma=args.gamma)
-        kind = f"optimal (value iteration, gamma={args.gamma:g})"
+        sol = value_iteration(lake, gamma=gamma)
+        kind = f"optimal (value iteration, gamma={gamma:g})"
     else:
-        sol = soft_value_iteration(lake, tau=args.tau, gamma=args.gamma)
-        kind = f"soft-optimal (tau={args.tau:g}, gamma={args.gamma:g})"
+        sol = soft_value_iteration(lake, tau=args.tau, gamma=gamma)
+        kind = f"soft-optimal (tau={args.tau:g}, gamma={gamma:g})"
     p_success = success_probability(lake, sol.policy)
     label = args.lake if lake.name else "custom"
     title = f"{label}{' slippery' if lake.slippery else ''}: {kind}"
@@ -71,28 +131,35 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lake(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from lakelab.mlp.config import config_from_dict, load_config, preset
-    from lakelab.mlp.runs import run_lake
+def lake_config(args: argparse.Namespace) -> LakeConfig:
+    """The config ``lakelab lake`` runs: the preset, then the ``--config`` file's fields, then
+    the field flags given, validated by ``config_from_dict``. Runs nothing."""
+    from lakelab.mlp.config import LakeConfig, config_from_dict, load_config, preset
 
     config = preset(args.preset)
     if args.config:
         config = load_config(args.config, base=config)
-    changes = {
-        k: v
-        for k, v in (
-            ("methods", tuple(args.methods) if args.methods else None),
-            ("seeds", args.seeds),
-            ("steps", args.steps),
-            ("chosen", args.chosen),
-            ("negatives", args.negatives),
-        )
-        if v is not None
-    }
-    config = config_from_dict(changes, base=config)
+    return config_from_dict(field_changes(args, LakeConfig), base=config)
+
+
+def lm_config(args: argparse.Namespace) -> LMConfig:
+    """The config ``lakelab lm`` runs: the preset, then the ``--config`` file's fields, then
+    the field flags given; ``LMConfig`` validates. Runs nothing."""
+    from lakelab.lm.config import LMConfig, preset
+
+    config = preset(args.preset)
+    if args.config:
+        config = replace_fields(config, load_json_object(args.config))
+    return config.replace(**field_changes(args, LMConfig))
+
+
+def _lake(args: argparse.Namespace) -> int:
+    config = lake_config(args)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lakelab.mlp.runs import run_lake
+
     with progress_bar("fine-tuning", "step", quiet=args.quiet) as progress:
         paths = run_lake(config, args.out, progress=progress, workers=args.workers)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -100,23 +167,12 @@ def _lake(args: argparse.Namespace) -> int:
 
 
 def _lm(args: argparse.Namespace) -> int:
+    config = lm_config(args)
     import matplotlib
 
     matplotlib.use("Agg")
-    from lakelab.lm.config import preset
     from lakelab.lm.runs import run_lm
 
-    config = preset(args.preset)
-    changes = {
-        k: v
-        for k, v in (
-            ("methods", tuple(args.methods) if args.methods else None),
-            ("seeds", args.seeds),
-            ("negatives", args.negatives),
-        )
-        if v is not None
-    }
-    config = config.replace(**changes)
     with progress_bar("training", "step", quiet=args.quiet) as progress:
         paths = run_lm(config, args.out, progress=progress)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -157,7 +213,10 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.ArgumentParser:
+    """The ``lakelab`` parser. The sub-commands in ``field_flags`` get one flag per config
+    field; building them imports that track's config (and torch, about 1.5 s), so ``main``
+    asks only for the sub-command it runs and ``lakelab solve`` stays quick."""
     parser = argparse.ArgumentParser(prog="lakelab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     solve = sub.add_parser("solve", help="solve a lake exactly and draw values and policy")
@@ -183,14 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--out", default="results", help="directory for the picture")
     solve.set_defaults(func=_solve)
 
-    lake = sub.add_parser("lake", help="the IFT paper's Frozen Lake experiment (section 5.3)")
+    lake = sub.add_parser(
+        "lake",
+        help="the IFT paper's Frozen Lake experiment (section 5.3)",
+        description=CONFIG_LAYERS.format(what="The IFT paper's Frozen Lake experiment (5.3)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # generated flags: an abbreviation would change meaning with a field
+    )
     lake.add_argument("--preset", default="paper", help="paper (default) or quick")
     lake.add_argument("--config", help="JSON file of LakeConfig fields (over the preset)")
-    lake.add_argument("--methods", nargs="+", help="objectives to run (default: all)")
-    lake.add_argument("--seeds", type=int, help="number of seeds")
-    lake.add_argument("--steps", type=int, help="fine-tuning steps")
-    lake.add_argument("--chosen", help="demos or single")
-    lake.add_argument("--negatives", help="offline or online")
     lake.add_argument("--out", default="results/lake", help="run directory (resumable)")
     lake.add_argument(
         "--workers",
@@ -216,21 +276,46 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)
 
-    lm = sub.add_parser("lm", help="the same objectives on a tiny transformer planning on lakes")
+    lm = sub.add_parser(
+        "lm",
+        help="the same objectives on a tiny transformer planning on lakes",
+        description=CONFIG_LAYERS.format(what="The objectives on a tiny transformer"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     lm.add_argument("--preset", default="default", help="default or quick")
-    lm.add_argument("--methods", nargs="+", help="objectives to run (default: all)")
-    lm.add_argument("--seeds", type=int, help="number of seeds")
-    lm.add_argument("--negatives", help="offline or online")
+    lm.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
     lm.add_argument("--out", default="results/lm", help="run directory (resumable)")
     lm.add_argument("--quiet", action="store_true", help="no progress bar")
     lm.set_defaults(func=_lm)
+
+    for command in field_flags:
+        if command in FIELD_COMMANDS:
+            _add_config_fields(sub.choices[command], command)
     return parser
 
 
+def _add_config_fields(parser: argparse.ArgumentParser, command: str) -> None:
+    """A group of flags, one per field of the command's config, and the presets as epilog."""
+    if command == "lake":
+        from lakelab.mlp.config import PRESETS, LakeConfig
+
+        cls, presets = LakeConfig, PRESETS
+    else:
+        from lakelab.lm.config import PRESETS, LMConfig
+
+        cls, presets = LMConfig, PRESETS
+    group = parser.add_argument_group(
+        f"{cls.__name__} fields",
+        f"one flag per field, over the preset and --config; defaults shown are {cls.__name__}'s",
+    )
+    add_field_flags(group, cls)
+    parser.epilog = f"What the presets change:\n{preset_note(presets)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "gamma", 0) is None:
-        args.gamma = 1.0 if args.tau is None else 0.95
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(field_flags=argv[:1]).parse_args(argv)
     try:
         return args.func(args)
     except ValueError as err:
