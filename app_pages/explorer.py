@@ -5,7 +5,7 @@ This makes the ASFT paper's gradient claim visible: under gradient flow on proba
 (the papers' field) DPO lowers a less likely rejected response faster than it raises the
 chosen one, while ASFT's absolute likelihood terms keep the chosen side moving. Switch to the
 flow on log-probs to see how much of the claim is the choice of flow. The formulas shown are
-the ones in ``lakelab.objectives``' docstrings.
+the registry's (``lakelab.registry.Objective.latex``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from app_pages.common import hparam_inputs, init, png, show_error, single_threaded_torch
-from app_pages.formulas import FORMULAS
 from lakelab.analysis import gradient_field, sequence_gradients
 from lakelab.registry import OBJECTIVES, resolve_hparams
 
@@ -98,7 +97,7 @@ def field_picture(name: str, hparams: dict, flow: str, ref_c: float, ref_r: floa
     for ax in (left, right):
         ax.set_xlabel("p_chosen = exp(logp_chosen)")
         ax.set_ylabel("p_rejected")
-    # fixed margins: tight_layout would cost a third of the drawing time
+    # fixed margins, not tight_layout (speed: docs/benchmarks.md)
     fig.subplots_adjust(left=0.06, right=0.95, bottom=0.12, top=0.92, wspace=0.3)
     return png(fig, dpi=80)
 
@@ -170,7 +169,7 @@ st.caption(
 for name in names:
     objective = OBJECTIVES[name]
     st.subheader(objective.title)
-    st.latex(FORMULAS[name])
-    st.caption(f"{objective.summary} ({objective.paper})")
+    st.latex(objective.latex)
+    st.caption(f"{objective.summary} ({objective.citation})")
     if name in valid:
         st.image(field_picture(name, valid[name], flow, *logps[2:]))

@@ -1,16 +1,25 @@
 """lakelab: alignment objectives made visible, comparable and verifiably correct.
 
-Modules and the concepts they hold:
+The foundations, in reading order:
 
 - ``lakelab.lakes``: Frozen Lake maps, validation, presets, random lakes (``make_lake``).
 - ``lakelab.solver``: exact tabular DP: value iteration, soft value iteration, policy
   evaluation, state visitation, success probability, finite horizons.
-- ``lakelab.objectives``: SFT, IFT, DPO, IPO, ORPO, ASFT, SimPO as pure tensor functions.
-- ``lakelab.reductions``, ``lakelab.residual``: S(y)/A(y), IFT token weights, IFT eq. 17.
-- ``lakelab.registry``: ``OBJECTIVES`` and ``compute_objective``, what training loops call.
+- ``lakelab.objectives``: SFT, IFT, DPO, IPO, ORPO, ASFT, SimPO as pure tensor functions;
+  ``lakelab.reductions`` (S(y), A(y), IFT's token weights) and ``lakelab.residual`` (IFT's
+  temporal residual, eq. 17) beside them.
+- ``lakelab.registry``: every objective by name with its formula, paper and hyper-parameters,
+  and ``compute_objective``, what the training loops call.
 - ``lakelab.analysis``: gradients w.r.t. chosen/rejected log-probs (the ASFT claim).
 - ``lakelab.plotting``: lakes with values as heatmaps and policies as arrows.
-- ``lakelab.files``: atomic result files.
+- Shared by both tracks: ``validate`` (range checks), ``configs`` (what both configs share),
+  ``stats`` (95% t-intervals), ``rundir`` (resumable run directories), ``files`` (atomic
+  writes), ``training`` (one torch thread, the divergence error).
+
+The two tracks, each a package with the same file names (config, model, data, train,
+metrics, runs, report): ``lakelab.mlp`` (the IFT paper's Frozen Lake experiment, a two-layer
+MLP policy) and ``lakelab.lm`` (a tiny transformer that writes plans for lakes). The
+``lakelab`` command is ``lakelab.cli``.
 """
 
 from lakelab.lakes import PRESETS, Lake, make_lake, random_lake

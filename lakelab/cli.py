@@ -25,15 +25,9 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from lakelab.cli_config import (
-    add_field_flags,
-    field_changes,
-    load_json_object,
-    preset_note,
-    replace_fields,
-)
+from lakelab.cli_config import add_field_flags, field_changes, preset_note
 
 if TYPE_CHECKING:
     from lakelab.lm.config import LMConfig
@@ -132,25 +126,28 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def lake_config(args: argparse.Namespace) -> LakeConfig:
-    """The config ``lakelab lake`` runs: the preset, then the ``--config`` file's fields, then
-    the field flags given, validated by ``config_from_dict``. Runs nothing."""
-    from lakelab.mlp.config import LakeConfig, config_from_dict, load_config, preset
+    """The config ``lakelab lake`` runs (``track_config``). Runs nothing."""
+    from lakelab.mlp.config import PRESETS, LakeConfig
 
-    config = preset(args.preset)
-    if args.config:
-        config = load_config(args.config, base=config)
-    return config_from_dict(field_changes(args, LakeConfig), base=config)
+    return track_config(args, LakeConfig, PRESETS)
 
 
 def lm_config(args: argparse.Namespace) -> LMConfig:
-    """The config ``lakelab lm`` runs: the preset, then the ``--config`` file's fields, then
-    the field flags given; ``LMConfig`` validates. Runs nothing."""
-    from lakelab.lm.config import LMConfig, preset
+    """The config ``lakelab lm`` runs (``track_config``). Runs nothing."""
+    from lakelab.lm.config import PRESETS, LMConfig
 
-    config = preset(args.preset)
+    return track_config(args, LMConfig, PRESETS)
+
+
+def track_config(args: argparse.Namespace, cls: type, presets: dict) -> Any:
+    """The preset ``--preset``, then the ``--config`` file's fields, then the field flags
+    given, validated by the config class (``lakelab.configs.TrackConfig``)."""
+    from lakelab.configs import choose_preset
+
+    config = choose_preset(presets, args.preset)
     if args.config:
-        config = replace_fields(config, load_json_object(args.config))
-    return config.replace(**field_changes(args, LMConfig))
+        config = cls.load(args.config, base=config)
+    return cls.from_dict(field_changes(args, cls), base=config)
 
 
 def _lake(args: argparse.Namespace) -> int:
@@ -215,8 +212,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.ArgumentParser:
     """The ``lakelab`` parser. The sub-commands in ``field_flags`` get one flag per config
-    field; building them imports that track's config (and torch, about 1.5 s), so ``main``
-    asks only for the sub-command it runs and ``lakelab solve`` stays quick."""
+    field; building them imports that track's config (and torch: ``docs/benchmarks.md``), so
+    ``main`` asks only for the sub-command it runs and ``lakelab solve`` stays quick."""
     parser = argparse.ArgumentParser(prog="lakelab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     solve = sub.add_parser("solve", help="solve a lake exactly and draw values and policy")

@@ -29,7 +29,6 @@ import json
 import shlex
 import textwrap
 import typing
-from pathlib import Path
 from typing import Any
 
 SCALARS = (int, float, str)
@@ -153,31 +152,6 @@ def field_changes(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             value = _json_object(flag_name(f.name), value)
         changes[f.name] = value
     return changes
-
-
-def replace_fields(base: Any, changes: dict[str, Any]) -> Any:
-    """``base`` with ``changes`` applied (e.g. a JSON file's object), validated by the
-    dataclass; unknown names and a non-object where a dict belongs are a ``ValueError``."""
-    if not isinstance(changes, dict):
-        raise ValueError(f"a config must be a JSON object of fields, got {type(changes).__name__}")
-    hints = typing.get_type_hints(type(base))
-    known = sorted(f.name for f in dataclasses.fields(base))
-    unknown = sorted(set(changes) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; known fields are {known}")
-    for name, value in changes.items():
-        is_dict = (typing.get_origin(hints[name]) or hints[name]) is dict
-        if is_dict and not isinstance(value, dict):
-            raise ValueError(f"{name} must be a JSON object, got {value!r}")
-    return dataclasses.replace(base, **changes)
-
-
-def load_json_object(path: str | Path) -> Any:
-    """A JSON file's content; invalid JSON is a ``ValueError`` naming the file."""
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
 
 
 def preset_note(presets: dict[str, Any], width: int = 78) -> str:

@@ -12,8 +12,8 @@ Conventions (Gymnasium's): actions 0 Left, 1 Down, 2 Right, 3 Up; state = row * 
 the intended direction with probability ``success_rate`` and to each perpendicular direction
 with ``(1 - success_rate) / 2``.
 
-References: Gymnasium FrozenLake-v1 (toy_text/frozen_lake.py); lakelab design note
-``frozen-lake.md``.
+References: Gymnasium FrozenLake-v1 (toy_text/frozen_lake.py); ``docs/solver.md`` (the
+conventions and what is validated) and ``docs/experiment.md`` (the two-paths map).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import MAPS, FrozenLakeEnv
 
 from lakelab.solver import TabularMDP
+from lakelab.validate import check_real
 
 ACTIONS = ("Left", "Down", "Right", "Up")
 ACTION_ARROWS = ("←", "↓", "→", "↑")
@@ -130,10 +131,7 @@ def make_lake(
     Raises:
         ValueError: naming the problem and where it is (row/column or character).
     """
-    if isinstance(success_rate, bool) or not isinstance(success_rate, int | float):
-        raise ValueError(f"success_rate must be a number in (0, 1], got {success_rate!r}")
-    if not 0.0 < float(success_rate) <= 1.0 or not np.isfinite(success_rate):
-        raise ValueError(f"success_rate must be in (0, 1], got {success_rate}")
+    check_real("success_rate", success_rate, 0.0, 1.0, low_open=True)
     name, rows = _parse_desc(desc)
     validate_map(rows)
     env = FrozenLakeEnv(desc=list(rows), is_slippery=bool(slippery), success_rate=success_rate)
@@ -272,8 +270,7 @@ def random_lake(
         raise ValueError(f"size must be 1..{MAX_SIDE} rows and columns, got {size!r}")
     if nrow * ncol < 2:
         raise ValueError(f"size {size!r} leaves no room for both a start and a goal cell")
-    if not 0.0 < p_frozen <= 1.0:
-        raise ValueError(f"p_frozen must be in (0, 1], got {p_frozen}")
+    check_real("p_frozen", p_frozen, 0.0, 1.0, low_open=True)
     if max_tries < 1:
         raise ValueError(f"max_tries must be >= 1, got {max_tries}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

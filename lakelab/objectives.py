@@ -12,19 +12,13 @@ averaging them over any subset of rows gives that subset's metrics without anoth
 Frozen Lake experiment's per-seed metrics). `BATCH_REDUCTIONS` lists the two; the reduction of
 a sequence's tokens (S or A below) is a different thing, the registry's `Objective.reduction`.
 
-    name   consumes     loss (batch mean of)                                       source
-    sft    A(y_w)       -A_w                                                       MLE
-    ift    logp_t, m_t  sum_t (-logp_t) W_t / N  (W: reductions.ift_weights)      IFT 19-22
-    dpo    S(y)         -logsigmoid(beta [(S_w - S_ref_w) - (S_l - S_ref_l)])      DPO eq. 7
-    ipo    A(y)         (h - 1/(2 beta))^2,  h = (A_w - A_ref_w) - (A_l - A_ref_l)  IPO / TRL
-    orpo   A(y)         -A_w - lam logsigmoid(logodds_w - logodds_l)               ORPO 6-7
-    asft   A(y)         -A_w - lam [logsigmoid(b logodds_w) + logsigmoid(-b logodds_l)]
-    simpo  A(y)         -logsigmoid(beta (A_w - A_l) - gamma)                      SimPO eq. 6
-
-S(y) = summed, A(y) = mean log-prob of the response (see `lakelab.reductions`), and
-logodds(y) = A - log(1 - exp(A)). Derivations, defaults and paper-vs-code notes:
-design/objectives.md. Hyper-parameters are validated here (ValueError naming the
-bad value and what is allowed); `lakelab.registry` holds their defaults and ranges.
+Each function's docstring holds its formula, paper and equation; the registry
+(``lakelab.registry.OBJECTIVES``) keeps each one's one-line form in plain text and LaTeX,
+which the README, the app and notebook 02 show (a test checks that the two agree). S(y) is
+the summed, A(y) the mean log-prob of a response (``lakelab.reductions``), w the chosen and
+l the rejected response, logodds(y) = A - log(1 - exp(A)). Derivations, defaults and
+paper-vs-code notes: ``docs/objectives.md``. Hyper-parameters are validated here against the
+ranges declared below (ValueError naming the bad value and what is allowed).
 """
 
 from __future__ import annotations
@@ -35,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lakelab.reductions import check_token_inputs, ift_weights, mean_logps, sum_logps
+from lakelab.validate import Interval, check_choice
 
 __all__ = [
     "BATCH_REDUCTIONS",
@@ -56,23 +51,16 @@ __all__ = [
 
 BATCH_REDUCTIONS = ("mean", "none")
 DPO_VARIANTS = ("hinge", "robust", "sigmoid")
+# The ranges of the hyper-parameters, declared once: the functions below check them, and the
+# registry (``lakelab.registry``) shows them in the app and the CLI.
+POSITIVE = Interval(0.0, None, low_open=True)  # the betas of DPO, IPO, ASFT and SimPO
+NONNEGATIVE = Interval(0.0, None)  # the lams of ORPO and ASFT, SimPO's gamma
+LABEL_SMOOTHING = Interval(0.0, 0.5, high_open=True)  # DPO's eps
 LOG1MEXP_CLAMP = -1e-6  # log1mexp treats x > -1e-6 as -1e-6: log(1 - exp(-1e-6)) ~ -13.8
 _LN2 = math.log(2.0)
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_real(name: str, value: float, low: float, high: float, interval: str) -> float:
-    """Check low <(=) value <(=) high; `interval` is the printed form, e.g. "(0, inf)"."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        low_ok = value > low if interval[0] == "(" else value >= low
-        high_ok = value < high if interval[-1] == ")" else value <= high
-        ok = low_ok and high_ok
-    if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return float(value)
-
-
 def _check_sequences(**tensors: torch.Tensor) -> None:
     """Per-sequence inputs: floating-point tensors of one common shape (B,), B >= 1."""
     shape = None
@@ -106,11 +94,10 @@ def _reduce(
 ) -> tuple[torch.Tensor, dict]:
     """Per-sequence losses (B,) and metrics (B,) -> the batch means ("mean": a scalar loss and
     floats) or the per-sequence values ("none": metrics detached)."""
-    if reduction == "mean":
-        return losses.mean(), {k: _mean(v) for k, v in metrics.items()}
+    check_choice("reduction", reduction, BATCH_REDUCTIONS)
     if reduction == "none":
         return losses, {k: v.detach() for k, v in metrics.items()}
-    raise ValueError(f"reduction must be one of {list(BATCH_REDUCTIONS)}, got {reduction!r}")
+    return losses.mean(), {k: _mean(v) for k, v in metrics.items()}
 
 
 def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -147,10 +134,8 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 def logsigmoid(z: torch.Tensor) -> torch.Tensor:
     """log sigmoid(z) = -softplus(-z), elementwise, stable for any z.
 
-    Why not `F.logsigmoid`: its CPU kernel always wakes torch's thread pool, and on a 2-core
-    machine shared with other processes each call then waits ~8 ms (measured with torch 2.13),
-    even for 5 numbers; softplus does not. softplus switches to the identity above 30, where
-    log1p(exp(30)) - 30 < 1e-13.
+    softplus switches to the identity above 30, where log1p(exp(30)) - 30 < 1e-13, so this is
+    as accurate as `F.logsigmoid` (why not that one: docs/benchmarks.md).
     """
     return -F.softplus(-z, threshold=30.0)
 
@@ -167,7 +152,7 @@ def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
 def sft_loss(chosen_logps: torch.Tensor, *, reduction: str = "mean") -> tuple[torch.Tensor, dict]:
     """Supervised fine-tuning: maximise the mean log-likelihood of the chosen response.
 
-        L = -mean_batch A(y_w)
+        L = -A(y_w)            (per sequence; the loss is the batch mean)
 
     | argument      | shape | meaning                      |
     |---------------|-------|------------------------------|
@@ -191,7 +176,7 @@ def ift_loss(
 ) -> tuple[torch.Tensor, dict]:
     """Intuitive Fine-Tuning: SFT on the mixed pass with dynamic-relation-propagation weights.
 
-        L = mean_batch( sum_i m_i (-logp'_i) W_i / N )       (IFT eqs. 19-22, official code)
+        L = sum_i m_i (-logp'_i) W_i / N      (per sequence; IFT eqs. 19-22, official code)
 
     logp' are the log-probs of the true tokens from the second, *mixed-input* forward pass
     (temporal residual, eq. 17: `lakelab.residual`). W = `ift_weights(logp', mask, ...)`, not
@@ -243,6 +228,10 @@ def dpo_loss(
     """Direct Preference Optimization on summed log-probs (Rafailov et al. 2023, eq. 7).
 
         d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))
+        L = -logsigmoid(d)                                             (DPO, eq. 7)
+
+    Variants (TRL's loss types):
+
         "sigmoid": L = -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)    (eps = 0: plain DPO;
                                                  eps > 0: conservative DPO, TRL's form)
         "hinge":   L = relu(1 - d)                                     (SLiC-style, TRL)
@@ -270,10 +259,9 @@ def dpo_loss(
         ref_chosen_logps=ref_chosen_logps,
         ref_rejected_logps=ref_rejected_logps,
     )
-    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
-    if variant not in DPO_VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(DPO_VARIANTS)}, got {variant!r}")
-    eps = _check_real("label_smoothing", label_smoothing, 0.0, 0.5, "[0, 0.5)")
+    beta = POSITIVE.check("beta", beta)
+    check_choice("variant", variant, DPO_VARIANTS)
+    eps = LABEL_SMOOTHING.check("label_smoothing", label_smoothing)
     if variant == "hinge" and eps != 0.0:
         raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
 
@@ -325,7 +313,7 @@ def ipo_loss(
         ref_chosen_logps=ref_chosen_logps,
         ref_rejected_logps=ref_rejected_logps,
     )
-    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+    beta = POSITIVE.check("beta", beta)
 
     h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)  # (B,)
     losses = (h - 1 / (2 * beta)) ** 2
@@ -347,6 +335,7 @@ def orpo_loss(
     """Odds-Ratio Preference Optimization on mean log-probs (Hong et al. 2024, eqs. 6-7).
 
         L = -A_w - lam * logsigmoid(logodds(y_w) - logodds(y_l))
+        logodds(y) = A - log(1 - exp(A))
 
     | argument       | shape | meaning                                 |
     |----------------|-------|-----------------------------------------|
@@ -362,7 +351,7 @@ def orpo_loss(
     """
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
     _check_nonpositive(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
-    lam = _check_real("lam", lam, 0.0, math.inf, "[0, inf)")
+    lam = NONNEGATIVE.check("lam", lam)
 
     nll = -chosen_logps  # (B,)
     log_odds_ratio = log_odds(chosen_logps) - log_odds(rejected_logps)  # (B,)
@@ -407,13 +396,14 @@ def asft_loss(
     Metrics: rewards/* = beta * logodds(y), the logit of the absolute "is this response
     preferred" probability the loss pushes to 1 (chosen) and 0 (rejected); accuracies compare
     them, which for one beta is the same as comparing A_w > A_l. asft/p_chosen and
-    asft/p_rejected are mean sigmoid(beta * logodds). Traps: "ASFT" in LLaMA-Factory is an
-    unrelated "Anchored SFT". Inputs must be <= 0 (ValueError).
+    asft/p_rejected are mean sigmoid(beta * logodds). Traps: this is *Aligned* SFT (Wang et al.
+    2024, arXiv 2409.10571), not the unrelated *Anchored* SFT (arXiv 2509.23753) that other
+    libraries ship under the same name "ASFT". Inputs must be <= 0 (ValueError).
     """
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
     _check_nonpositive(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
-    lam = _check_real("lam", lam, 0.0, math.inf, "[0, inf)")
-    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
+    lam = NONNEGATIVE.check("lam", lam)
+    beta = POSITIVE.check("beta", beta)
 
     chosen_logits = beta * log_odds(chosen_logps)  # (B,)
     rejected_logits = beta * log_odds(rejected_logps)  # (B,)
@@ -456,8 +446,8 @@ def simpo_loss(
     same logit as beta * ((A_w - A_l) - gamma / beta).
     """
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
-    beta = _check_real("beta", beta, 0.0, math.inf, "(0, inf)")
-    gamma = _check_real("gamma", gamma, 0.0, math.inf, "[0, inf)")
+    beta = POSITIVE.check("beta", beta)
+    gamma = NONNEGATIVE.check("gamma", gamma)
 
     chosen_rewards = beta * chosen_logps  # (B,)
     rejected_rewards = beta * rejected_logps  # (B,)

@@ -2,7 +2,7 @@
 
 Every objective in `lakelab.objectives` starts from per-token log-probs of the response,
 `logp_t = log pi(a_t | s_t)` with a 0/1 mask `m_t` (1 on response tokens, 0 on prompt and
-padding), and reduces them in one of three ways (see design/objectives.md):
+padding), and reduces them in one of three ways (``docs/objectives.md``):
 
     S(y) = sum_t m_t logp_t                 sum_logps    DPO
     A(y) = S(y) / sum_t m_t                 mean_logps   SFT, IPO, ORPO, ASFT, SimPO
@@ -27,9 +27,12 @@ import math
 
 import torch
 
+from lakelab.validate import Interval, check_choice
+
 __all__ = ["IFT_WEIGHTINGS", "check_token_inputs", "ift_weights", "mean_logps", "sum_logps"]
 
 IFT_WEIGHTINGS = ("loss", "none", "prefix")
+DISCOUNT = Interval(0.0, 1.0)  # IFT's gamma, declared once (the registry shows it)
 
 
 def check_token_inputs(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -148,13 +151,8 @@ def ift_weights(
       finite (no NaN).
     """
     m = check_token_inputs(token_logps, mask)
-    if weighting not in IFT_WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {sorted(IFT_WEIGHTINGS)}, got {weighting!r}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-        raise ValueError(f"gamma must be a real number in [0, 1], got {gamma!r}")
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
-    gamma = float(gamma)
+    check_choice("weighting", weighting, IFT_WEIGHTINGS)
+    gamma = DISCOUNT.check("gamma", gamma)
 
     ones = m.to(token_logps.dtype)  # (B, T) 1 on the response
     if weighting == "none" or (weighting == "loss" and gamma == 0.0):

@@ -1,8 +1,13 @@
-"""The objectives by name: hyper-parameters with ranges, and one entry point for training loops.
+"""The objectives by name: formulas, papers, hyper-parameters, and one entry point for loops.
 
     obj = get_objective("dpo")                       # Objective: metadata + loss function
+    obj.formula, obj.latex, obj.paper, obj.equation  # what the README, app and notebooks show
     hp = resolve_hparams("dpo", {"beta": 0.5})       # defaults filled in, ranges checked
     loss, metrics = compute_objective("dpo", SequenceLogps(...), hp)
+
+Each entry is the one source of its objective's facts: the README's table
+(``python -m lakelab.registry --readme`` writes it), the app's explorer and notebook 02
+render them from here, and the tests check each formula against its function's docstring.
 
 `compute_objective` is what both training loops call: they hand over per-token log-probs
 (B, T) and masks, it applies the objective's reduction (S for DPO, A for SFT, IPO, ORPO, ASFT,
@@ -13,16 +18,18 @@ training loop uses them (for the mixed forward pass), so they are not passed to 
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lakelab import objectives as obj
-from lakelab.reductions import IFT_WEIGHTINGS
-from lakelab.residual import RESIDUAL_VARIANTS
+from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
+from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
+from lakelab.validate import Interval, check_choice
 
 __all__ = [
     "OBJECTIVES",
@@ -32,6 +39,7 @@ __all__ = [
     "compute_objective",
     "get_objective",
     "loss_on",
+    "markdown_table",
     "resolve_hparams",
     "sequence_inputs",
 ]
@@ -45,50 +53,33 @@ class HyperParam:
 
     name: str
     default: Any
-    low: float | None = None
-    """Lower bound (None: -inf). Numeric knobs only."""
-    high: float | None = None
-    """Upper bound (None: inf)."""
-    low_open: bool = False
-    """True: the bound itself is excluded, e.g. beta in (0, inf)."""
-    high_open: bool = False
+    interval: Interval | None = None
+    """Allowed range of a numeric knob (declared beside the loss that checks it)."""
     choices: tuple[str, ...] | None = None
-    """Allowed values for a categorical knob (then low/high are unused)."""
+    """Allowed values for a categorical knob (then ``interval`` is unused)."""
     help: str = ""
     model_side: bool = False
     """True for knobs the training loop uses rather than the loss (IFT's lam, residual)."""
 
     @property
-    def interval(self) -> str:
-        """Printed range, e.g. "(0, inf)" or "[0, 0.5)"; unbounded ends are always open."""
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        left = "(" if self.low is None or self.low_open else "["
-        right = ")" if self.high is None or self.high_open else "]"
-        return f"{left}{low}, {high}{right}"
+    def low(self) -> float | None:
+        return None if self.interval is None else self.interval.low
+
+    @property
+    def high(self) -> float | None:
+        return None if self.interval is None else self.interval.high
 
     def check(self, value: Any, objective: str) -> Any:
         """Return `value` (numbers as float) if allowed, else raise ValueError naming it."""
+        name = f"{objective}: {self.name}"
         if self.choices is not None:
-            if value not in self.choices:
-                raise ValueError(
-                    f"{objective}: {self.name} must be one of {sorted(self.choices)}, got {value!r}"
-                )
-            return value
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value)
-        if ok and self.low is not None:
-            ok = value > self.low if self.low_open else value >= self.low
-        if ok and self.high is not None:
-            ok = value < self.high if self.high_open else value <= self.high
-        if not ok:
-            raise ValueError(f"{objective}: {self.name} must be in {self.interval}, got {value!r}")
-        return float(value)
+            return check_choice(name, value, self.choices)
+        return (self.interval or Interval()).check(name, value)
 
 
 @dataclass(frozen=True)
 class Objective:
-    """An objective: its loss function in `lakelab.objectives` and what it needs."""
+    """An objective: its loss function in `lakelab.objectives`, its facts and what it needs."""
 
     name: str
     title: str
@@ -101,19 +92,32 @@ class Objective:
     """"sum" -> S(y), "mean" -> A(y), "tokens" -> per-token log-probs with mask (IFT)."""
     hyperparams: tuple[HyperParam, ...]
     summary: str
-    """One line for the app."""
+    """One sentence: what the objective does."""
+    formula: str
+    """The per-sequence loss in plain text, clauses separated by "; ", each as written in the
+    loss function's docstring (tested)."""
+    latex: str
+    """The same formula in LaTeX (the app's explorer)."""
     paper: str
+    """Authors, year and arXiv id (or what the objective comes from)."""
+    equation: str = ""
+    """Where in the paper the formula stands, e.g. "eq. 7"; empty if nowhere."""
     mixed_pass: bool = False
     """True if the training loop must run a second forward pass on inputs mixed with the
     model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
     ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
 
+    @property
+    def citation(self) -> str:
+        """The paper and, where there is one, the equation: "Rafailov et al. ..., eq. 7"."""
+        return f"{self.paper}, {self.equation}" if self.equation else self.paper
 
-def _real(name, default, low=None, high=None, *, low_open=False, high_open=False, **kw):
-    return HyperParam(name, default, low, high, low_open, high_open, **kw)
+
+def _real(name: str, default: float, interval: Interval, **kw: Any) -> HyperParam:
+    return HyperParam(name, default, interval=interval, **kw)
 
 
-def _choice(name, default, choices, **kw):
+def _choice(name: str, default: str, choices: tuple[str, ...], **kw: Any) -> HyperParam:
     return HyperParam(name, default, choices=tuple(choices), **kw)
 
 
@@ -127,6 +131,9 @@ OBJECTIVES: dict[str, Objective] = {
         reduction="mean",
         hyperparams=(),
         summary="Maximise the mean log-likelihood of the chosen response.",
+        formula="L = -A(y_w)",
+        latex=r"\mathcal{L}_{\mathrm{SFT}} = -A(y_w), \qquad "
+        r"A(y) = \frac{1}{|y|} \sum_t \log \pi_\theta(y_t \mid x, y_{<t})",
         paper="Maximum likelihood (teacher forcing)",
     ),
     "ift": Objective(
@@ -137,7 +144,7 @@ OBJECTIVES: dict[str, Objective] = {
         needs_reference=False,
         reduction="tokens",
         hyperparams=(
-            _real("lam", 0.2, 0.0, 1.0, model_side=True, help="temporal residual weight (eq. 17)"),
+            _real("lam", 0.2, MIX_WEIGHT, model_side=True, help="temporal residual weight"),
             _choice(
                 "residual",
                 "greedy",
@@ -145,7 +152,7 @@ OBJECTIVES: dict[str, Objective] = {
                 model_side=True,
                 help="prediction mixed in: 'greedy' argmax (official code) or 'expected' (eq. 17)",
             ),
-            _real("gamma", 0.95, 0.0, 1.0, help="discount of the relation propagation"),
+            _real("gamma", 0.95, DISCOUNT, help="discount of the relation propagation"),
             _choice(
                 "weighting",
                 "loss",
@@ -154,7 +161,13 @@ OBJECTIVES: dict[str, Objective] = {
             ),
         ),
         summary="SFT on inputs mixed with the model's own predictions; earlier tokens weigh more.",
-        paper="Hua et al. 2024, arXiv 2405.11870, eqs. 17-22; TsinghuaC3I/Intuitive-Fine-Tuning",
+        formula="L = sum_i m_i (-logp'_i) W_i / N",
+        latex=r"\mathcal{L}_{\mathrm{IFT}} = \frac{1}{N} \sum_{i=1}^{N} W_i \,"
+        r"\bigl(-\log \pi_\theta(y_i \mid \tilde{s}_i)\bigr), \quad "
+        r"\tilde{s}_i = (1 - \lambda)\, s_i + \lambda\, \pi_\theta(s_{i-1}), \quad "
+        r"W_i \propto \sum_{j \ge i} \gamma^{\,j - i} c_j",
+        paper="Hua et al. 2024, arXiv 2405.11870 (code: TsinghuaC3I/Intuitive-Fine-Tuning)",
+        equation="eqs. 17-22",
         mixed_pass=True,
     ),
     "dpo": Objective(
@@ -165,7 +178,7 @@ OBJECTIVES: dict[str, Objective] = {
         needs_reference=True,
         reduction="sum",
         hyperparams=(
-            _real("beta", 0.1, 0.0, low_open=True, help="inverse temperature (TRL default 0.1)"),
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature (TRL default 0.1)"),
             _choice(
                 "variant",
                 "sigmoid",
@@ -175,14 +188,17 @@ OBJECTIVES: dict[str, Objective] = {
             _real(
                 "label_smoothing",
                 0.0,
-                0.0,
-                0.5,
-                high_open=True,
+                obj.LABEL_SMOOTHING,
                 help="assumed label-flip rate eps; 0 for hinge",
             ),
         ),
         summary="Raise the reference-relative margin of chosen over rejected (Bradley-Terry).",
-        paper="Rafailov et al. 2023, arXiv 2305.18290, eq. 7",
+        formula="L = -logsigmoid(d); d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))",
+        latex=r"\mathcal{L}_{\mathrm{DPO}} = -\log \sigma\Bigl(\beta \bigl["
+        r"(S_w - S^{\mathrm{ref}}_w) - (S_l - S^{\mathrm{ref}}_l)\bigr]\Bigr), \qquad "
+        r"S(y) = \sum_t \log \pi_\theta(y_t \mid x, y_{<t})",
+        paper="Rafailov et al. 2023, arXiv 2305.18290",
+        equation="eq. 7",
     ),
     "ipo": Objective(
         name="ipo",
@@ -191,9 +207,12 @@ OBJECTIVES: dict[str, Objective] = {
         needs_pairs=True,
         needs_reference=True,
         reduction="mean",
-        hyperparams=(_real("beta", 0.1, 0.0, low_open=True, help="target margin is 1/(2 beta)"),),
+        hyperparams=(_real("beta", 0.1, obj.POSITIVE, help="target margin is 1/(2 beta)"),),
         summary="Regress the reference-relative margin onto 1/(2 beta) instead of pushing it up.",
-        paper="Azar et al. 2023, arXiv 2310.12036; as TRL's loss_type='ipo'",
+        formula="L = (h - 1 / (2 beta))^2; h = (A_w - A_ref_w) - (A_l - A_ref_l)",
+        latex=r"\mathcal{L}_{\mathrm{IPO}} = \Bigl(h - \frac{1}{2 \beta}\Bigr)^2, \qquad "
+        r"h = (A_w - A^{\mathrm{ref}}_w) - (A_l - A^{\mathrm{ref}}_l)",
+        paper="Azar et al. 2023, arXiv 2310.12036 (on mean log-probs, as TRL's 'ipo')",
     ),
     "orpo": Objective(
         name="orpo",
@@ -202,9 +221,17 @@ OBJECTIVES: dict[str, Objective] = {
         needs_pairs=True,
         needs_reference=False,
         reduction="mean",
-        hyperparams=(_real("lam", 0.1, 0.0, help="weight of the odds-ratio term (TRL's beta)"),),
+        hyperparams=(
+            _real("lam", 0.1, obj.NONNEGATIVE, help="weight of the odds-ratio term (TRL's beta)"),
+        ),
         summary="SFT plus a log-odds-ratio preference term; no reference model.",
-        paper="Hong et al. 2024, arXiv 2403.07691, eqs. 6-7",
+        formula="L = -A_w - lam * logsigmoid(logodds(y_w) - logodds(y_l)); "
+        "logodds(y) = A - log(1 - exp(A))",
+        latex=r"\mathcal{L}_{\mathrm{ORPO}} = -A_w - \lambda \log \sigma\bigl("
+        r"\operatorname{logodds}(y_w) - \operatorname{logodds}(y_l)\bigr), \qquad "
+        r"\operatorname{logodds}(y) = A(y) - \log\bigl(1 - e^{A(y)}\bigr)",
+        paper="Hong et al. 2024, arXiv 2403.07691",
+        equation="eqs. 6-7",
     ),
     "asft": Objective(
         name="asft",
@@ -214,11 +241,16 @@ OBJECTIVES: dict[str, Objective] = {
         needs_reference=False,
         reduction="mean",
         hyperparams=(
-            _real("lam", 1.0, 0.0, help="weight of the absolute-likelihood terms"),
-            _real("beta", 1.0, 0.0, low_open=True, help="scale of the log-odds"),
+            _real("lam", 1.0, obj.NONNEGATIVE, help="weight of the absolute-likelihood terms"),
+            _real("beta", 1.0, obj.POSITIVE, help="scale of the log-odds"),
         ),
         summary="SFT plus an absolute likelihood term per response; no pairing, no reference.",
-        paper="Wang et al. 2024, arXiv 2409.10571 (as restated in arXiv 2502.01237)",
+        formula="L = -A_w - lam * [logsigmoid(beta * logodds(y_w)) + "
+        "logsigmoid(-beta * logodds(y_l))]",
+        latex=r"\mathcal{L}_{\mathrm{ASFT}} = -A_w - \lambda \bigl[\log \sigma\bigl(\beta "
+        r"\operatorname{logodds}(y_w)\bigr) + \log \sigma\bigl(-\beta "
+        r"\operatorname{logodds}(y_l)\bigr)\bigr]",
+        paper="Wang et al. 2024, arXiv 2409.10571 (Aligned SFT; restated in arXiv 2502.01237)",
     ),
     "simpo": Objective(
         name="simpo",
@@ -228,11 +260,14 @@ OBJECTIVES: dict[str, Objective] = {
         needs_reference=False,
         reduction="mean",
         hyperparams=(
-            _real("beta", 2.0, 0.0, low_open=True, help="reward scale"),
-            _real("gamma", 0.5, 0.0, help="target reward margin"),
+            _real("beta", 2.0, obj.POSITIVE, help="reward scale"),
+            _real("gamma", 0.5, obj.NONNEGATIVE, help="target reward margin"),
         ),
         summary="Length-normalised margin with a target gap; no reference model.",
-        paper="Meng et al. 2024, arXiv 2405.14734, eq. 6",
+        formula="L = -logsigmoid(beta * (A_w - A_l) - gamma)",
+        latex=r"\mathcal{L}_{\mathrm{SimPO}} = -\log \sigma\bigl(\beta (A_w - A_l) - \gamma\bigr)",
+        paper="Meng et al. 2024, arXiv 2405.14734",
+        equation="eq. 6",
     ),
 }
 
@@ -330,3 +365,33 @@ def loss_on(
     hp = resolve_hparams(name, hparams)
     loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
     return objective.loss_fn(*inputs, **loss_kwargs, reduction=reduction)
+
+
+README_BEGIN = "<!-- objectives: begin (generated from lakelab.registry; do not edit) -->"
+README_END = "<!-- objectives: end -->"
+
+
+def markdown_table() -> str:
+    """The README's objective table, one row per registered objective."""
+    rows = ["| objective | formula | paper |", "|---|---|---|"]
+    for o in OBJECTIVES.values():
+        rows.append(f"| {o.title} (`{o.name}`) | `{o.formula}` | {o.citation} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(readme: str | Path) -> None:
+    """Replace the table between the README's objective markers with ``markdown_table()``."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{path} has no objective markers {README_BEGIN!r} ... {README_END!r}")
+    before, rest = text.split(README_BEGIN, 1)
+    after = rest.split(README_END, 1)[1]
+    path.write_text(f"{before}{README_BEGIN}\n{markdown_table()}\n{README_END}{after}")
+
+
+if __name__ == "__main__":  # python -m lakelab.registry [--readme [README.md]]
+    if sys.argv[1:2] == ["--readme"]:
+        write_readme_table(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+    else:
+        print(markdown_table())

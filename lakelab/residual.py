@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["RESIDUAL_VARIANTS", "predicted_inputs", "temporal_residual"]
+from lakelab.validate import Interval, check_choice
+
+__all__ = ["MIX_WEIGHT", "RESIDUAL_VARIANTS", "predicted_inputs", "temporal_residual"]
 
 RESIDUAL_VARIANTS = ("expected", "greedy")
+MIX_WEIGHT = Interval(0.0, 1.0)  # lam of eq. 17, declared once (the registry shows it)
 
 
 @torch.no_grad()
@@ -64,8 +67,7 @@ def predicted_inputs(
     Traps: logits work for "greedy" but not for "expected" (pass probabilities). Ties in argmax
     go to the lowest index. The result is computed under no_grad, whatever the inputs.
     """
-    if variant not in RESIDUAL_VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(RESIDUAL_VARIANTS)}, got {variant!r}")
+    check_choice("variant", variant, RESIDUAL_VARIANTS)
     if not isinstance(embedding, torch.Tensor) or embedding.dim() != 2:
         raise ValueError(f"embedding must be a 2-D tensor (V, d), got {embedding!r}")
     if not isinstance(next_probs, torch.Tensor) or next_probs.dim() == 0:
@@ -104,9 +106,7 @@ def temporal_residual(
     no_grad). Padding positions are not prompt, so they get mixed too; harmless, as their
     losses are masked. lam = 0 returns `inputs` exactly: IFT with lam = 0, gamma = 0 is SFT.
     """
-    ok = isinstance(lam, (int, float)) and not isinstance(lam, bool) and 0.0 <= lam <= 1.0
-    if not ok:
-        raise ValueError(f"lam must be in [0, 1], got {lam!r}")
+    lam = MIX_WEIGHT.check("lam", lam)
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
         raise ValueError(f"inputs must be a tensor of shape (B, T, d), got {inputs!r}")
     if not isinstance(predicted, torch.Tensor) or predicted.shape != inputs.shape:
@@ -125,7 +125,6 @@ def temporal_residual(
             raise ValueError("prompt_mask must contain only 0 and 1 (or be bool)")
         prompt_mask = prompt_mask == 1
 
-    lam = float(lam)
     predicted = predicted.detach().to(inputs.dtype)
     # Shift right: position i sees the prediction made at i - 1; position 0 has none.
     previous = torch.cat([torch.zeros_like(predicted[:, :1]), predicted[:, :-1]], dim=1)

@@ -28,6 +28,8 @@ from functools import cached_property
 
 import numpy as np
 
+from lakelab.validate import check_nonneg_int, check_positive_int, check_real
+
 TIE_TOL = 1e-9
 """Actions whose Q is within this of the best count as tied in a greedy policy."""
 
@@ -112,12 +114,7 @@ class Solution:
 
 
 def check_gamma(gamma: float, *, allow_one: bool = True) -> float:
-    upper = "1]" if allow_one else "1)"
-    is_number = isinstance(gamma, int | float) and not isinstance(gamma, bool)
-    ok = is_number and (0.0 <= gamma <= 1.0 if allow_one else 0.0 <= gamma < 1.0)
-    if not ok:
-        raise ValueError(f"gamma must be in [0, {upper}, got {gamma!r}")
-    return float(gamma)
+    return check_real("gamma", gamma, 0.0, 1.0, high_open=not allow_one)
 
 
 def check_policy(mdp: TabularMDP, policy: np.ndarray, *, batched: bool = False) -> np.ndarray:
@@ -134,10 +131,8 @@ def check_policy(mdp: TabularMDP, policy: np.ndarray, *, batched: bool = False) 
 
 
 def _check_iteration(tol: float, max_iter: int) -> None:
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_real("tol", tol, 0.0, low_open=True)
+    check_positive_int("max_iter", max_iter)
 
 
 def greedy_policy(Q: np.ndarray, tol: float = TIE_TOL) -> np.ndarray:
@@ -320,8 +315,7 @@ def finite_horizon_values(
     when the episode is cut after ``horizon`` steps.
     """
     gamma = check_gamma(gamma)
-    if not (isinstance(horizon, int | np.integer) and horizon >= 0):
-        raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
+    check_nonneg_int("horizon", horizon)
     reward = mdp.R if reward is None else reward
     if policy is not None:
         policy = check_policy(mdp, policy)
@@ -357,8 +351,7 @@ def state_visitation(
     start = np.zeros(mdp.n_states)
     start[mdp.start] = 1.0
     if horizon is not None:
-        if not (isinstance(horizon, int | np.integer) and horizon >= 0):
-            raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
+        check_nonneg_int("horizon", horizon)
         mu = np.broadcast_to(start, policy.shape[:-1])  # Pr(s_t = s), (..., S)
         d = np.zeros(policy.shape[:-1])
         for t in range(horizon + 1):

@@ -10,10 +10,13 @@ a range is spelled one way everywhere.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Interval",
     "check_choice",
     "check_nonneg_int",
     "check_positive_int",
@@ -55,16 +58,39 @@ def check_real(
     return float(value)
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A range of real numbers, declared once and used to check values and to print the range
+    (the registry shows it to the app and the CLI, the objectives check against it)."""
+
+    low: float | None = None
+    """Lower bound (None: -inf)."""
+    high: float | None = None
+    """Upper bound (None: inf)."""
+    low_open: bool = False
+    """True: the bound itself is excluded, e.g. beta in (0, inf)."""
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        return interval(self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+
+    def check(self, name: str, value: Any) -> float:
+        """``value`` as ``float`` if it lies in the range, else ``ValueError`` naming it."""
+        return check_real(
+            name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open
+        )
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    """An ``int`` >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """An integer >= 1 (Python's or numpy's; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
 def check_nonneg_int(name: str, value: Any) -> int:
-    """An ``int`` >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """An integer >= 0 (Python's or numpy's; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 

@@ -102,31 +102,23 @@ print(f"A(y_w) = {A_w.item():.3f}   A(y_l) = {A_l.item():.3f}")
 # %% [markdown]
 # ## 3. The objectives, from formula to code
 #
-# | name  | loss (batch mean of)                                                          | uses |
-# |-------|-------------------------------------------------------------------------------|------|
-# | SFT   | `-A_w`                                                                        | A    |
-# | IFT   | `sum_t m_t (-logp'_t) W_t / N`, `logp'` from the temporal-residual pass       | tokens |
-# | DPO   | `-logsigmoid(beta [(S_w - S_ref,w) - (S_l - S_ref,l)])`                       | S    |
-# | IPO   | `(h - 1/(2 beta))^2`, `h = (A_w - A_ref,w) - (A_l - A_ref,l)`                 | A    |
-# | ORPO  | `-A_w - lam logsigmoid(logodds(y_w) - logodds(y_l))`                          | A    |
-# | ASFT  | `-A_w - lam [logsigmoid(beta logodds(y_w)) + logsigmoid(-beta logodds(y_l))]` | A    |
-# | SimPO | `-logsigmoid(beta (A_w - A_l) - gamma)`                                       | A    |
-#
-# with `logodds(y) = A(y) - log(1 - exp(A(y)))`. Each loss is a pure tensor function in
-# `lakelab.objectives` whose docstring holds the formula; `lakelab.registry` knows what each
-# one consumes, its hyper-parameters and its paper:
+# Each loss is a pure tensor function in `lakelab.objectives` whose docstring holds the
+# formula; `lakelab.registry` keeps, for each one, the one-line formula (the same text, tested),
+# what it consumes (`S`: summed, `A`: mean log-probs, or per-token), its hyper-parameters and
+# its paper, with `logodds(y) = A(y) - log(1 - exp(A(y)))`:
 
 # %%
 registry = pd.DataFrame(
     {
         name: {
+            "formula (per sequence)": obj.formula,
             "reduction": obj.reduction,
             "needs pairs": obj.needs_pairs,
             "needs reference": obj.needs_reference,
             "hyper-parameters (default)": ", ".join(
                 f"{h.name}={h.default}" for h in obj.hyperparams
             ),
-            "paper": obj.paper,
+            "paper": obj.citation,
         }
         for name, obj in OBJECTIVES.items()
     }

@@ -152,7 +152,7 @@ def test_lm_config_file_rejects_unknown_fields_naming_them(tmp_path, capsys):
     assert "'align_steps'" in err and "'corpus_mix'" in err  # the valid ones are listed
     file.write_text(json.dumps({"hparams": [1]}))
     assert main(["lm", "--config", str(file), "--out", str(tmp_path / "run")]) == 2
-    assert "hparams must be a JSON object" in capsys.readouterr().err
+    assert "hparams must be a dict of dicts, got [1]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

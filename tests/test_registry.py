@@ -74,7 +74,7 @@ def test_registry_defaults_match_function_defaults(name):
 
 def test_ift_hyperparams():
     hp = {p.name: p for p in OBJECTIVES["ift"].hyperparams}
-    assert hp["lam"].model_side and hp["lam"].default == 0.2 and hp["lam"].interval == "[0, 1]"
+    assert hp["lam"].model_side and hp["lam"].default == 0.2 and str(hp["lam"].interval) == "[0, 1]"
     assert hp["residual"].model_side and hp["residual"].default == "greedy"
     assert set(hp["residual"].choices) == {"greedy", "expected"}
     assert not hp["gamma"].model_side and hp["gamma"].default == 0.95
@@ -170,9 +170,9 @@ def test_errors_name_the_problem():
 def _out_of_range(hp: HyperParam) -> list:
     bad = [math.nan, math.inf, "0.1", True]
     if hp.low is not None:
-        bad.append(hp.low if hp.low_open else hp.low - 1e-3)
+        bad.append(hp.low if hp.interval.low_open else hp.low - 1e-3)
     if hp.high is not None:
-        bad.append(hp.high if hp.high_open else hp.high + 1e-3)
+        bad.append(hp.high if hp.interval.high_open else hp.high + 1e-3)
     return bad
 
 
@@ -212,3 +212,27 @@ def test_dataclasses_are_frozen():
         OBJECTIVES["dpo"].name = "x"
     with pytest.raises(dataclasses.FrozenInstanceError):
         token_batch().chosen = None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_registrys_formula_is_the_one_in_the_loss_docstring(name):
+    """One source of truth: every clause of the registry's one-line formula stands, to the
+    letter (spaces aside), in the docstring of the function that computes the loss."""
+    objective = OBJECTIVES[name]
+    doc = " ".join(inspect.getdoc(objective.loss_fn).split())
+    for clause in objective.formula.split("; "):
+        assert " ".join(clause.split()) in doc, (name, clause)
+    assert objective.latex.startswith(r"\mathcal{L}_{")
+    assert objective.paper and objective.summary.endswith(".")
+
+
+def test_the_readme_table_is_the_registrys():
+    from pathlib import Path
+
+    from lakelab.registry import README_BEGIN, README_END, markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    if README_BEGIN not in readme:
+        pytest.fail("README.md lacks the objective table markers")
+    table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
+    assert table == markdown_table(), "regenerate it: python -m lakelab.registry --readme"

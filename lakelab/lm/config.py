@@ -1,31 +1,28 @@
 """Configuration of the LM track: lakes as prompts, plans as responses, a tiny transformer.
 
 Every choice is ours (no paper fixes them), named and documented here; ``lakelab lm --help``
-changes the most common ones. A bad field raises ``ValueError`` naming it and what is allowed.
+lists every field as a flag. A bad field raises ``ValueError`` naming it and what is allowed.
 Presets: ``quick`` (tens of seconds, three objectives, the tests run it) and ``default`` (every
 objective, 3 seeds, a base pre-trained just enough that the objectives can be told apart; the
-README's table). Both use 4x4 lakes: at this budget 4x4 does not saturate.
+table in docs/lm-track.md). Both use 4x4 lakes: at this budget 4x4 does not saturate.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lakelab.configs import METHODS, TrackConfig, canonical_json, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
-from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
 from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
 
-METHODS = tuple(OBJECTIVES)
 NEGATIVE_MODES = ("offline", "online")
 
 
 @dataclass(frozen=True)
-class LMConfig:
+class LMConfig(TrackConfig):
     """One protocol of the LM experiment. Lakes come from ``lake_seed`` (the data set, the
     same for every seed); each seed has its own model initialisation, corpus, chosen ties,
     rejected plans and batches."""
@@ -50,7 +47,7 @@ class LMConfig:
     corpus_per_lake: int = 2
     """Base-model plans per training lake."""
     corpus_mix: tuple[float, float, float] = (0.25, 0.45, 0.30)
-    """Shares of optimal, avoiding and random plans in the corpus (lm-track.md's prototype)."""
+    """Shares of optimal, avoiding and random plans in the corpus (docs/lm-track.md)."""
     model: str = "micro"
     """Transformer preset of ``lakelab.lm.model.MODEL_PRESETS``."""
     batch_size: int = 64
@@ -119,48 +116,18 @@ class LMConfig:
                 f"{self.seq_len - 1}; model {self.model!r} has {model.block_size}"
             )
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
-        if isinstance(self.methods, str) or not self.methods:
-            raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
-        object.__setattr__(self, "methods", tuple(self.methods))
-        for m in self.methods:
-            get_objective(m)
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods has duplicates: {list(self.methods)}")
-        for m, overrides in self.hparams.items():
-            if m not in self.methods:
-                raise ValueError(f"hparams given for {m!r}, not among methods {self.methods}")
-            resolve_hparams(m, overrides)
+        self.check_methods()
 
     @property
     def seq_len(self) -> int:
         """Tokens of the longest sample: prompt, max_moves moves, end."""
         return prompt_length(self.size) + self.max_moves + 1
 
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.first_seed, self.first_seed + self.seeds))
-
-    def method_hparams(self, method: str) -> dict[str, Any]:
-        return resolve_hparams(method, self.hparams.get(method))
-
-    def replace(self, **changes: Any) -> LMConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["methods"], d["corpus_mix"] = list(self.methods), list(self.corpus_mix)
-        return d
-
-    def fingerprint(self) -> str:
-        """What a finished (method, seed) cell depends on: everything but methods and seeds."""
-        return fingerprint(self.to_dict())
-
 
 def fingerprint(config: dict[str, Any]) -> str:
-    """Canonical JSON of a config dict (e.g. a run's config.json) without methods and seeds."""
-    return json.dumps(
-        {k: v for k, v in config.items() if k not in ("methods", "seeds")}, sort_keys=True
-    )
+    """The protocol of a config dict (e.g. a run's config.json): everything but methods and
+    seeds, as canonical JSON."""
+    return canonical_json(config)
 
 
 PRESETS: dict[str, LMConfig] = {
@@ -177,13 +144,15 @@ PRESETS: dict[str, LMConfig] = {
         seeds=1,
         methods=("sft", "ift", "dpo"),
     ),
-    # the README's table: every objective from a weaker base (4x4 does not saturate in 600
-    # pre-training steps), three seeds
+    # the table in docs/lm-track.md: every objective from a weaker base (4x4 does not saturate
+    # in 600 pre-training steps), three seeds
     "default": LMConfig(),
 }
 
 
 def preset(name: str) -> LMConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
-    return PRESETS[name]
+    return choose_preset(PRESETS, name)
+
+
+config_from_dict = LMConfig.from_dict  # a config from a dict of fields (JSON), over a base
+load_config = LMConfig.load  # the same from a JSON file

@@ -7,25 +7,21 @@ Values are validated where they enter: a bad field raises ``ValueError`` naming 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lakes import make_lake
-from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
 from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
 
-METHODS = tuple(OBJECTIVES)
 CHOSEN_MODES = ("demos", "single")
 NEGATIVE_MODES = ("offline", "online")
 OFFLINE_SOURCES = ("suboptimal", "initial")
 
 
 @dataclass(frozen=True)
-class LakeConfig:
+class LakeConfig(TrackConfig):
     """One protocol of the experiment. All randomness flows from ``first_seed``."""
 
     lake: str = "two-paths"
@@ -113,42 +109,7 @@ class LakeConfig:
         check_choice("chosen", self.chosen, CHOSEN_MODES)
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
         check_choice("offline_source", self.offline_source, OFFLINE_SOURCES)
-        if isinstance(self.methods, str) or not self.methods:
-            raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
-        object.__setattr__(self, "methods", tuple(self.methods))
-        for m in self.methods:
-            get_objective(m)
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods has duplicates: {list(self.methods)}")
-        if not isinstance(self.hparams, dict):
-            raise ValueError(f"hparams must be a dict of dicts, got {self.hparams!r}")
-        for m, overrides in self.hparams.items():
-            if m not in self.methods:
-                raise ValueError(
-                    f"hparams given for {m!r}, which is not among methods {list(self.methods)}"
-                )
-            resolve_hparams(m, overrides)
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.first_seed, self.first_seed + self.seeds))
-
-    def method_hparams(self, method: str) -> dict[str, Any]:
-        return resolve_hparams(method, self.hparams.get(method))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["methods"] = list(self.methods)
-        return d
-
-    def replace(self, **changes: Any) -> LakeConfig:
-        return dataclasses.replace(self, **changes)
-
-    def fingerprint(self, *, exclude: tuple[str, ...] = ("methods", "seeds")) -> str:
-        """What a finished (method, seed) cell depends on, as canonical JSON: a run directory
-        can be resumed with more methods or seeds, but not with another protocol."""
-        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
-        return json.dumps(d, sort_keys=True)
+        self.check_methods()
 
 
 PRESETS: dict[str, LakeConfig] = {
@@ -160,28 +121,8 @@ PRESETS: dict[str, LakeConfig] = {
 
 
 def preset(name: str) -> LakeConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
-    return PRESETS[name]
+    return choose_preset(PRESETS, name)
 
 
-def config_from_dict(d: dict[str, Any], base: LakeConfig | None = None) -> LakeConfig:
-    """A config from a dict (e.g. JSON), unknown keys rejected, missing ones from ``base``."""
-    if not isinstance(d, dict):
-        raise ValueError(f"a config must be a JSON object of fields, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(LakeConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; known fields are {sorted(names)}")
-    d = dict(d)
-    if "methods" in d and isinstance(d["methods"], list):
-        d["methods"] = tuple(d["methods"])
-    return dataclasses.replace(base or LakeConfig(), **d)
-
-
-def load_config(path: str | Path, base: LakeConfig | None = None) -> LakeConfig:
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
-    return config_from_dict(data, base)
+config_from_dict = LakeConfig.from_dict  # a config from a dict of fields (JSON), over a base
+load_config = LakeConfig.load  # the same from a JSON file
