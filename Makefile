@@ -1,12 +1,14 @@
 # lakelab: two commands do everything on a fresh machine.
-#   make run    reproduce the Frozen Lake figure: results/lake/figure.png (creates .venv)
-#   make test   lint + the whole test suite (creates .venv on first use)
+#   make run        reproduce the Frozen Lake figure: results/lake/figure.png (creates .venv)
+#   make test       lint + the whole test suite (creates .venv on first use; ~100 s on 2 cores)
+# and, while working on the code:
+#   make test-fast  lint + the tests not marked slow (~27 s on 2 cores; docs/testing.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= results
 
-.PHONY: run test lint bench app clean
+.PHONY: run test test-fast lint bench app clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lakelab needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -27,6 +29,12 @@ lint: $(VENV)/.installed
 # one pytest worker per core, whole files per worker (module fixtures are built once)
 test: lint
 	$(PY) -m pytest -n auto --dist loadfile
+
+# the same without the tests marked slow (notebooks, browser, Ray, killed and multi-process
+# runs, training in the app, anything over ~3 s). Files go out in their alphabetical order, not
+# largest first: neighbours (lm_*, the lake track) then share a worker's imports and warm-up.
+test-fast: lint
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder -m "not slow"
 
 app: $(VENV)/.installed
 	$(VENV)/bin/streamlit run app.py

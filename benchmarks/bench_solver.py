@@ -2,40 +2,28 @@
 
     .venv/bin/python benchmarks/bench_solver.py [--repeats 5] [--sweeps 50]
 
-Both run the same number of Bellman sweeps (gamma = 0.99, slippery random lakes, so every
-state-action has up to 3 successors) and must agree to 1e-12; the table reports the median
-time per sweep of each over ``--repeats`` runs and their ratio, measured in one process so
-the machine's load affects both alike.
+The loop is the one the tests check the solver against (``tests/oracles.py``). Both run the
+same number of Bellman sweeps (gamma = 0.99, slippery random lakes, so every state-action has
+up to 3 successors) and must agree to 1e-12; the table reports the median time per sweep of
+each over ``--repeats`` runs and their ratio, measured in one process so the machine's load
+affects both alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from lakelab.lakes import random_lake
 from lakelab.solver import bellman_backup
 
-
-def loop_value_iteration(env_P: dict, n_states: int, gamma: float, sweeps: int) -> np.ndarray:
-    """The textbook per-state loop over ``env.unwrapped.P`` (what tutorials write)."""
-    V = [0.0] * n_states
-    for _ in range(sweeps):
-        new = []
-        for s in range(n_states):
-            best = -math.inf
-            for a in range(4):
-                q = 0.0
-                for prob, s_next, reward, terminated in env_P[s][a]:
-                    q += prob * (reward + (0.0 if terminated else gamma * V[s_next]))
-                best = max(best, q)
-            new.append(best)
-        V = new
-    return np.array(V)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+from tests.oracles import loop_value_iteration
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:

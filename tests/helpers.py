@@ -1,6 +1,26 @@
-"""Shared test helpers."""
+"""Plain helpers and constants shared by several test modules (fixtures are in conftest.py)."""
 
 import torch
+
+from lakelab.lm.config import LMConfig
+
+# the LM track at its smallest: seconds per run, every objective on a nano model
+TINY_LM = LMConfig(
+    n_train=64,
+    n_test=16,
+    model="nano",
+    batch_size=16,
+    pretrain_steps=20,
+    pretrain_log_every=10,
+    align_steps=6,
+    log_every=3,
+    seeds=1,
+    methods=("sft", "ift", "dpo", "ipo", "orpo", "asft", "simpo"),
+)
+
+# Frozen Lake runs short enough for run-directory tests: a loose theta* fit keeps them about
+# the files, not the optimisation
+FAST_LAKE = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol=None, atol=None) -> None:

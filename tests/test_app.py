@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-from app_pages.formulas import FORMULAS
 from lakelab.lakes import make_lake, random_lake
 from lakelab.lm.config import PRESETS as LM_PRESETS
 from lakelab.lm.metrics import execute
@@ -27,6 +25,7 @@ from lakelab.mlp.runs import load_cell
 from lakelab.registry import OBJECTIVES
 from lakelab.rundir import cell_path
 from lakelab.solver import soft_value_iteration
+from tests.oracles import shortest_moves, walk_plan
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 EXPERIMENT = "app_pages/experiment.py"
@@ -64,22 +63,6 @@ def errors(at) -> list[str]:
     return [e.value for e in at.error]
 
 
-def moves_to_goal(rows: tuple[str, ...]) -> int:
-    """Fewest moves from S to G avoiding holes (breadth-first search, written here)."""
-    cells = {(r, c): ch for r, row in enumerate(rows) for c, ch in enumerate(row)}
-    start = next(p for p, ch in cells.items() if ch == "S")
-    dist, queue = {start: 0}, deque([start])
-    while queue:
-        r, c = queue.popleft()
-        if cells[(r, c)] == "G":
-            return dist[(r, c)]
-        for nxt in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-            if cells.get(nxt, "H") != "H" and nxt not in dist:
-                dist[nxt] = dist[(r, c)] + 1
-                queue.append(nxt)
-    raise AssertionError("no route")
-
-
 # -- lake page --------------------------------------------------------------------------------
 
 
@@ -113,12 +96,12 @@ def test_random_lake_follows_its_seed(app):
     app.radio(key="lake_source").set_value("random").run()  # default: 6x6, seed 0
     rows = random_lake(6, p_frozen=0.8, seed=0).desc
     assert "/".join(rows) in app.caption[-1].value
-    assert metrics(app)["V*(start)"] == f"{0.95 ** (moves_to_goal(rows) - 1):.4f}"
+    assert metrics(app)["V*(start)"] == f"{0.95 ** (shortest_moves(rows) - 1):.4f}"
     app.slider(key="lake_size").set_value(5)
     app.number_input(key="lake_seed").set_value(5).run()
     rows = random_lake(5, p_frozen=0.8, seed=5).desc
     assert "/".join(rows) in app.caption[-1].value
-    assert metrics(app)["V*(start)"] == f"{0.95 ** (moves_to_goal(rows) - 1):.4f}"
+    assert metrics(app)["V*(start)"] == f"{0.95 ** (shortest_moves(rows) - 1):.4f}"
     # almost all holes: lakelab gives up after a bounded number of tries, and says so
     app.slider(key="lake_p_frozen").set_value(0.05).run()
     assert not app.exception
@@ -148,10 +131,6 @@ def test_settings_survive_a_visit_to_another_page(app):
 
 
 # -- objective explorer -----------------------------------------------------------------------
-
-
-def test_every_objective_has_a_formula():
-    assert set(FORMULAS) == set(OBJECTIVES)
 
 
 def sigmoid(x: float) -> float:
@@ -193,7 +172,7 @@ def test_explorer_widgets_change_the_table_and_plots(start):
     assert table.loc["asft", "loss"] != before.loc["asft", "loss"]  # the probe point moved
     app.multiselect(key="obj_names").set_value(["sft", "dpo", "simpo"]).run()
     assert [x.value.strip("$\n") for x in app.latex] == [
-        FORMULAS[m] for m in ("sft", "dpo", "simpo")
+        OBJECTIVES[m].latex for m in ("sft", "dpo", "simpo")
     ]
     assert len(app.image) == 3
 
@@ -210,6 +189,7 @@ def test_explorer_out_of_range_value_shows_lakelab_error(start):
 # -- experiment page --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains two runs: ~2 s
 def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     app = start(EXPERIMENT)
     assert not app.exception and not app.error and not app.dataframe
@@ -295,18 +275,7 @@ def open_lm_run(start, out: Path):
     return app
 
 
-def grid_walk(rows: tuple[str, ...], plan: list[int]) -> tuple[str, int]:
-    """(character of the last cell reached, moves made) stepping on the map itself: L D R U,
-    walls keep the agent in place, a hole or the goal ends the walk (written here)."""
-    r = c = 0
-    for k, a in enumerate(plan):
-        dr, dc = ((0, -1), (1, 0), (0, 1), (-1, 0))[a]
-        r, c = min(max(r + dr, 0), len(rows) - 1), min(max(c + dc, 0), len(rows[0]) - 1)
-        if rows[r][c] in "HG":
-            return rows[r][c], k + 1
-    return rows[r][c], len(plan)
-
-
+@pytest.mark.slow  # the LM page's tests all train a model (here or in lm_run): ~2 s each
 def test_lm_page_without_a_run_runs_the_quick_preset(start, tmp_path, monkeypatch):
     empty = tmp_path / "elsewhere"
     empty.mkdir()
@@ -326,6 +295,7 @@ def test_lm_page_without_a_run_runs_the_quick_preset(start, tmp_path, monkeypatc
     assert len(app.image) == 2  # figure.png and the plan on the lake
 
 
+@pytest.mark.slow
 def test_lm_page_shows_the_run_summary(start, lm_run):
     app = open_lm_run(start, lm_run)
     summary = pd.read_csv(lm_run / "summary.csv").set_index("method")
@@ -341,14 +311,14 @@ def checked_outcomes(table: pd.DataFrame, rows: tuple[str, ...]) -> list[str]:
     """Assert each plan's reported outcome is what the real env (and a walk on the map) make
     of the same response; returns the outcomes."""
     env = make_lake("/".join(rows)).make_env()
-    shortest = moves_to_goal(rows)
+    shortest = shortest_moves(rows)
     for name, row in table.iterrows():
         plan = parse_plan(row["response"])
         if plan is None:
             assert row["outcome"] == "not a plan", name
             continue
         reached, moves = execute(env, plan)
-        cell, walked = grid_walk(rows, plan)
+        cell, walked = walk_plan(rows, plan)
         assert (moves, reached) == (walked, cell == "G"), name
         expected = {"G": "reached the goal", "H": "fell in a hole"}.get(cell, "ran out of moves")
         got = (row["outcome"], row["moves made"], row["plan length"], row["shortest"])
@@ -356,6 +326,7 @@ def checked_outcomes(table: pd.DataFrame, rows: tuple[str, ...]) -> list[str]:
     return list(table["outcome"])
 
 
+@pytest.mark.slow
 def test_lm_page_plans_are_the_models_and_run_in_the_env(start, lm_run):
     app = open_lm_run(start, lm_run)
     app.selectbox(key="lm_method").select("sft")
@@ -384,15 +355,18 @@ def test_lm_page_plans_are_the_models_and_run_in_the_env(start, lm_run):
     shown = metrics(app)
     assert shown["Greedy plan"] == greedy["outcome"]
     assert shown["Moves made"] == str(greedy["moves made"])
-    assert shown["Shortest plan (solver)"] == str(moves_to_goal(GYMNASIUM_4X4)) == "6"
+    assert shown["Shortest plan (solver)"] == str(shortest_moves(GYMNASIUM_4X4)) == "6"
     solver_plan = shown["Solver's plan"]
     app.text_area(key="lm_map").input("SFFF/FFFF/FFFF/FFFG").run()
     seen += checked_outcomes(app.dataframe[1].value, ("SFFF", "FFFF", "FFFF", "FFFG"))
-    assert {"reached the goal", "fell in a hole"} <= set(seen), seen  # both kinds checked
+    # both kinds of outcome were checked; they come from a float32 model (CPU-dependent), with
+    # room: measured here, 5 of the 7 plans fall in a hole on the first map and 4 of 7 reach
+    # the goal on the second, with torch's AVX2 kernels and with its generic ones alike
+    assert {"reached the goal", "fell in a hole"} <= set(seen), seen
 
     # token KL to pi* along the solver's plan, computed here from the model's logits
     best = parse_plan(solver_plan)
-    assert grid_walk(GYMNASIUM_4X4, best) == ("G", 6) and solver_plan.endswith(".")
+    assert walk_plan(GYMNASIUM_4X4, best) == ("G", 6) and solver_plan.endswith(".")
     lake = make_lake("/".join(GYMNASIUM_4X4))
     pi = soft_value_iteration(lake, tau=LM_SMALL.tau, gamma=LM_SMALL.gamma).policy  # [S, A]
     tokens = encode(prompt_text(GYMNASIUM_4X4) + solver_plan)
@@ -409,6 +383,7 @@ def test_lm_page_plans_are_the_models_and_run_in_the_env(start, lm_run):
     assert kl == pytest.approx(np.mean(kls), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_lm_page_bad_lake_or_run_shows_lakelab_error(start, lm_run, tmp_path):
     app = open_lm_run(start, lm_run)
     app.text_area(key="lm_map").input("SFFF\nFHXH\nFFFH\nHFFG").run()
@@ -425,7 +400,7 @@ def test_lm_page_bad_lake_or_run_shows_lakelab_error(start, lm_run, tmp_path):
     app.button(key="run_random_lake").click().run()  # a random lake of the run's kind
     rows = random_lake(4, p_frozen=LM_SMALL.p_frozen, seed=5).desc
     assert app.text_area(key="lm_map").value == "\n".join(rows)
-    assert metrics(app)["Shortest plan (solver)"] == str(moves_to_goal(rows))
+    assert metrics(app)["Shortest plan (solver)"] == str(shortest_moves(rows))
     # a directory that is not an LM run
     (tmp_path / "lake-run").mkdir()
     (tmp_path / "lake-run" / "config.json").write_text(json.dumps({"lake": "4x4", "steps": 10}))

@@ -32,10 +32,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium; CI installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a server and a browser: tens of seconds
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium; CI installs it)",
+    ),
+]
 
 
 def free_port() -> int:

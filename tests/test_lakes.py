@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakelab.lakes import MAX_SIDE, PRESETS, make_lake, random_lake, validate_map
+from tests.oracles import simple_paths
 
 # -- transition tensors --------------------------------------------------------------------
 
@@ -97,33 +98,15 @@ def test_rgb_render_works():
 # -- the two-paths lake -----------------------------------------------------------------------
 
 
-def _simple_paths(lake):
-    """All simple hole-free paths from S to G, by depth-first enumeration."""
-    paths, stack = [], [(lake.start, (lake.start,))]
-    while stack:
-        s, path = stack.pop()
-        if lake.goal[s]:
-            paths.append(path)
-            continue
-        r, c = lake.coords(s)
-        for dr, dc in ((0, -1), (1, 0), (0, 1), (-1, 0)):
-            nr, nc = r + dr, c + dc
-            if 0 <= nr < lake.nrow and 0 <= nc < lake.ncol:
-                n = lake.state(nr, nc)
-                if lake.desc[nr][nc] != "H" and n not in path:
-                    stack.append((n, (*path, n)))
-    return paths
-
-
 def test_two_paths_has_exactly_two_routes_of_different_length():
-    lake = make_lake("two-paths")
-    moves = sorted(len(p) - 1 for p in _simple_paths(lake))
+    # simple hole-free paths, enumerated on the map's characters (tests/oracles.py)
+    moves = sorted(len(p) - 1 for p in simple_paths(make_lake("two-paths").desc))
     assert moves == [8, 12]
 
 
 def test_4x4_has_more_than_two_routes():
     # the enumeration can find more than two (so the two-paths test can fail)
-    assert len(_simple_paths(make_lake("4x4"))) > 2
+    assert len(simple_paths(make_lake("4x4").desc)) > 2
 
 
 # -- validation -----------------------------------------------------------------------------

@@ -11,15 +11,9 @@ from lakelab.lm.data import Tokens, to_tokens
 from lakelab.lm.model import MODEL_PRESETS, ModelConfig, TinyGPT, generate, model_config
 from lakelab.lm.train import token_logps
 from lakelab.registry import SequenceLogps, compute_objective
-from lakelab.training import torch_threads
 from tests.helpers import assert_close
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread on the shared 2-core machine (as lakelab lm)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one thread, as lakelab lm
 
 
 def test_tokenizer_round_trips_lakes_and_plans():
@@ -108,9 +102,15 @@ def test_a_tiny_batch_is_overfit_and_then_generated_back():
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    # One seed's float32 training, so thresholds with room for other CPUs' kernels: measured
+    # here, the loss ends at 0.0056 (torch's AVX2 kernels) or 0.0047 (its generic ones) after
+    # first passing 0.02 at step 85 or 77, and the worst token's NLL ends at 0.010 or 0.009.
     assert losses[0] > 2.0  # chance level is log 12 = 2.48 nats per token
     assert losses[-1] < 0.02  # mean token probability above 0.98
-    out = generate(model, batch.prompts, 9)  # greedy
+    with torch.no_grad():
+        worst = -token_logps(model, batch)[batch.mask].min().item()
+    assert worst < 0.1  # every target token has p > 0.9 > all other tokens together, so
+    out = generate(model, batch.prompts, 9)  # greedy decoding must give the plans back
     assert [tok.parse_plan(tok.decode(row)) for row in out.tolist()] == plans
 
 

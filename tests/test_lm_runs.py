@@ -1,5 +1,5 @@
 """LM track end to end: the quick preset through the CLI, resumable run directories,
-checkpoints, determinism, config validation."""
+checkpoints, determinism (on one machine), config validation."""
 
 import json
 
@@ -10,66 +10,101 @@ import torch
 from lakelab.cli import main
 from lakelab.lm import runs
 from lakelab.lm.config import PRESETS, LMConfig
-from lakelab.lm.metrics import evaluate, held_out
+from lakelab.lm.metrics import METRICS, evaluate, held_out
 from lakelab.lm.runs import BASE, checkpoint_path, load_checkpoint, run_lm
 from lakelab.rundir import cell_path
 from lakelab.training import torch_threads
-from tests.test_lm_train import TINY
+from tests.helpers import TINY_LM
 
-SMALL = TINY.replace(seeds=2, methods=("sft", "dpo"))
+SMALL = TINY_LM.replace(seeds=2, methods=("sft", "dpo"))
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """The quick preset through the CLI (~20 s: only the slow test below asks for it)."""
     out = tmp_path_factory.mktemp("lm") / "quick"
     assert main(["lm", "--preset", "quick", "--out", str(out), "--quiet"]) == 0
     return out
 
 
-def test_quick_preset_end_to_end_aligned_beats_base(quick_run):
+# Margins of the quick preset's aligned models over its base model, on quantities averaged over
+# the run's seeds and over every response token of the 200 held-out lakes. The LM track trains
+# in float32, whose kernels differ between CPUs, and after 330 training steps so do the models:
+# greedy success is not a property of the code (seed 0 after IFT: 0.41 with torch's AVX2
+# kernels, 0.055 with its generic ones, from bases at 0.25 and 0.305), so it is not asserted.
+# Measured on this code with seeds 0-4 (AVX2 kernels) and 0-2 (generic kernels,
+# ATEN_CPU_CAPABILITY=default, standing in for another CPU), change over the seed's base:
+#   SFT, IFT  token_kl falls by 0.047 to 0.295 nats/token; logp_chosen rises by 0.31 to 2.25
+#   DPO       logp_chosen - logp_rejected widens by 49.9 to 76.0 nats (under SFT: 16.4 to 22.9)
+# Each margin is at most half of the smallest change measured.
+KL_MARGIN = 0.02  # nats per token
+LOGP_MARGIN = 0.15  # nats per plan
+DPO_GAP_MARGIN = 25.0  # nats per pair
+
+
+@pytest.mark.slow
+def test_quick_preset_end_to_end_aligned_improves_on_base(quick_run):
     for name in ("config.json", "metrics.csv", "summary.csv", "figure.png"):
         assert (quick_run / name).stat().st_size > 0
     cfg = PRESETS["quick"]
     summary = pd.read_csv(quick_run / "summary.csv").set_index("method")
     assert list(summary.index) == [BASE, *cfg.methods]
-    base = summary.loc[BASE, "success_mean"]
+    assert (summary["seeds"] == cfg.seeds).all()
+    base = summary.loc[BASE]
     for method in ("sft", "ift"):  # the objectives that train on chosen plans only
-        assert summary.loc[method, "success_mean"] > base + 0.05
-    assert summary.loc[list(cfg.methods), "success_mean"].mean() > base
-    # every alignment curve starts at the base model
+        aligned = summary.loc[method]
+        assert aligned["token_kl_mean"] < base["token_kl_mean"] - KL_MARGIN, method
+        assert aligned["logp_chosen_mean"] > base["logp_chosen_mean"] + LOGP_MARGIN, method
+    gap = summary["logp_chosen_mean"] - summary["logp_rejected_mean"]
+    assert gap["dpo"] > gap[BASE] + DPO_GAP_MARGIN  # what DPO's loss pushes apart
+    # every alignment curve starts at its seed's base model: the same model evaluated in the
+    # same process, so equal bit for bit (on any one machine)
     metrics = pd.read_csv(quick_run / "metrics.csv")
+    pretrained = metrics[metrics["stage"] == "pretrain"].groupby("seed").last()[list(METRICS)]
     start = metrics[(metrics["stage"] == "align") & (metrics["step"] == 0)]
-    assert (start["success"] == base).all()
+    assert len(start) == len(cfg.methods) * cfg.seeds
+    for _, row in start.iterrows():
+        assert row[list(METRICS)].tolist() == pretrained.loc[row["seed"]].tolist(), row["method"]
 
 
-def test_checkpoints_are_state_dicts_of_the_final_models(quick_run):
-    cfg = PRESETS["quick"]
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished run directory of SMALL with one seed (SFT and DPO, a nano model; ~1 s)."""
+    out = tmp_path_factory.mktemp("lm") / "small"
+    run_lm(SMALL.replace(seeds=1), out)
+    return out
+
+
+def test_checkpoints_are_state_dicts_of_the_final_models(small_run):
+    cfg = SMALL.replace(seeds=1)
     held = held_out(cfg)
-    for method in (BASE, "ift"):
-        path = checkpoint_path(quick_run, method, 0)
+    for method in (BASE, "dpo"):
+        path = checkpoint_path(small_run, method, 0)
         saved = torch.load(path, weights_only=True)  # plain tensors and strings only
         assert set(saved) == {"protocol", "state_dict"}
         model = load_checkpoint(path, cfg)
-        final = json.loads(cell_path(quick_run, method, 0).read_text())["rows"][-1]
-        with torch_threads(1):
+        final = json.loads(cell_path(small_run, method, 0).read_text())["rows"][-1]
+        with torch_threads(1):  # as the run evaluated it: the same numbers on this machine
             got = evaluate(model, held)
         assert got == pytest.approx({k: final[k] for k in got}, rel=1e-6, abs=1e-9)
     assert load_checkpoint(path, cfg.replace(tau=0.02)) is None  # another protocol
 
 
-def test_resume_trains_nothing_when_finished(quick_run, monkeypatch):
-    before = (quick_run / "metrics.csv").read_bytes()
+def test_resume_trains_nothing_when_finished(small_run, monkeypatch):
+    before = (small_run / "metrics.csv").read_bytes()
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
     monkeypatch.setattr(runs, "align", forbidden)
     monkeypatch.setattr(runs, "pretrain", forbidden)
-    run_lm(PRESETS["quick"], quick_run)
-    assert (quick_run / "metrics.csv").read_bytes() == before
+    run_lm(SMALL.replace(seeds=1), small_run)
+    assert (small_run / "metrics.csv").read_bytes() == before
 
 
+@pytest.mark.slow  # ~3 s: three runs of SMALL, two of them whole
 def test_same_config_same_metrics_and_a_truncated_cell_is_recomputed(tmp_path, monkeypatch):
+    # float32 training: the same bytes on one machine (other CPUs give other numbers)
     run_lm(SMALL, tmp_path / "a")
     run_lm(SMALL, tmp_path / "b")
     first = (tmp_path / "a" / "metrics.csv").read_bytes()

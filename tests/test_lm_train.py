@@ -1,73 +1,30 @@
-"""LM track: data against an independent grid walker, IFT on the transformer, the reference
-cache, online negatives, divergence, and the held-out metrics (real env, exact KL)."""
-
-from collections import deque
+"""LM track: data against an independent grid walker and BFS (tests/oracles.py), IFT on the
+transformer, the reference cache, online negatives, divergence, and the held-out metrics (real
+env, exact KL)."""
 
 import numpy as np
 import pytest
 import torch
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 
-from lakelab.lakes import ACTION_DELTAS
 from lakelab.lm import data as D
 from lakelab.lm import metrics as M
 from lakelab.lm import train as TR
-from lakelab.lm.config import LMConfig
 from lakelab.lm.tokenizer import END_ID, decode, encode, parse_plan, plan_text
 from lakelab.registry import compute_objective
 from lakelab.solver import soft_value_iteration
-from tests.helpers import assert_close
-from tests.test_lm_model import one_thread  # noqa: F401 (autouse: one thread, as lakelab lm)
+from tests.helpers import TINY_LM, assert_close
+from tests.oracles import shortest_moves, walk_plan
 
-TINY = LMConfig(
-    n_train=64,
-    n_test=16,
-    model="nano",
-    batch_size=16,
-    pretrain_steps=20,
-    pretrain_log_every=10,
-    align_steps=6,
-    log_every=3,
-    seeds=1,
-    methods=("sft", "ift", "dpo", "ipo", "orpo", "asft", "simpo"),
-)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one thread, as lakelab lm
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """Data of seed 0 and a briefly pre-trained nano base model."""
-    data = D.seed_data(TINY, 0)
-    base = TR.pretrain(TINY, data.corpus, 0, log=lambda model, step: None)
+    data = D.seed_data(TINY_LM, 0)
+    base = TR.pretrain(TINY_LM, data.corpus, 0, log=lambda model, step: None)
     return data, base
-
-
-# -- an independent model of the lake: grid coordinates, no solver, no Gymnasium -------------
-def walk_grid(desc, plan):
-    """(reached the goal, moves made) by stepping on the character grid."""
-    r = c = 0
-    for k, a in enumerate(plan):
-        dr, dc = ACTION_DELTAS[a]
-        r = min(max(r + dr, 0), len(desc) - 1)
-        c = min(max(c + dc, 0), len(desc[0]) - 1)
-        if desc[r][c] in "GH":
-            return desc[r][c] == "G", k + 1
-    return False, len(plan)
-
-
-def bfs_shortest(desc) -> int:
-    n, m = len(desc), len(desc[0])
-    dist, queue = {(0, 0): 0}, deque([(0, 0)])
-    while queue:
-        r, c = queue.popleft()
-        if desc[r][c] == "G":
-            return dist[(r, c)]
-        for dr, dc in ACTION_DELTAS:
-            nxt = (r + dr, c + dc)
-            if 0 <= nxt[0] < n and 0 <= nxt[1] < m and nxt not in dist:
-                if desc[nxt[0]][nxt[1]] != "H":
-                    dist[nxt] = dist[(r, c)] + 1
-                    queue.append(nxt)
-    raise AssertionError("unreachable goal")
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -82,24 +39,24 @@ def test_train_and_held_out_lakes_are_distinct_and_disjoint():
 
 
 def test_plans_agree_with_an_independent_grid_walker():
-    train, test = D.tasks(TINY)
+    train, test = D.tasks(TINY_LM)
     rng = np.random.default_rng(0)
     for task in train + test:
-        shortest = bfs_shortest(task.lake.desc)
+        shortest = shortest_moves(task.lake.desc)
         assert task.shortest == shortest
         for plan in (D.optimal_plan(task, None), D.optimal_plan(task, rng)):
-            assert walk_grid(task.lake.desc, plan) == (True, shortest)
+            assert walk_plan(task.lake.desc, plan) == ("G", shortest)
             assert task.is_optimal(plan)
-        rejected = D.rejected_plan(task, rng, TINY.max_moves, 0.6)
-        reached, moves = walk_grid(task.lake.desc, rejected)
-        assert not (reached and moves == len(rejected) == shortest)  # never an optimal plan
-        avoiding = D.walk(task, rng, TINY.max_moves, avoid=True)
-        assert len(avoiding) <= TINY.max_moves
-        assert walk_grid(task.lake.desc, avoiding)[1] == len(avoiding)  # never ends in a hole
+        rejected = D.rejected_plan(task, rng, TINY_LM.max_moves, 0.6)
+        cell, moves = walk_plan(task.lake.desc, rejected)
+        assert not (cell == "G" and moves == len(rejected) == shortest)  # never an optimal plan
+        avoiding = D.walk(task, rng, TINY_LM.max_moves, avoid=True)
+        assert len(avoiding) <= TINY_LM.max_moves
+        assert walk_plan(task.lake.desc, avoiding)[1] == len(avoiding)  # never ends in a hole
 
 
 def test_seed_data_tokens_hold_the_plans_at_the_response_positions():
-    data = D.seed_data(TINY, 0)
+    data = D.seed_data(TINY_LM, 0)
     P = data.chosen.prompt_len
     for i in range(5):
         row = data.chosen[i]
@@ -107,8 +64,8 @@ def test_seed_data_tokens_hold_the_plans_at_the_response_positions():
         assert response.endswith(".") and row.mask[P - 1]  # the first target follows ">"
         assert data.tasks[i].is_optimal(parse_plan(response))
         assert decode(row.inputs[:P].tolist()) == "/".join(data.tasks[i].lake.desc) + ">"
-    assert torch.equal(D.seed_data(TINY, 0).corpus.inputs, data.corpus.inputs)  # seeded
-    assert not torch.equal(D.seed_data(TINY, 1).corpus.inputs, data.corpus.inputs)
+    assert torch.equal(D.seed_data(TINY_LM, 0).corpus.inputs, data.corpus.inputs)  # seeded
+    assert not torch.equal(D.seed_data(TINY_LM, 1).corpus.inputs, data.corpus.inputs)
 
 
 # -- IFT on the transformer ------------------------------------------------------------------
@@ -161,7 +118,7 @@ def test_cached_reference_logps_equal_fresh_ones_and_are_never_recomputed(tiny, 
 
     monkeypatch.setattr(TR, "reference_logps", forbidden)
     for method in ("dpo", "ipo"):
-        model = TR.align(TINY, base, method, data, 0, reference=cache, log=lambda *a: None)
+        model = TR.align(TINY_LM, base, method, data, 0, reference=cache, log=lambda *a: None)
     monkeypatch.undo()
     idx = np.array([3, 0, 17, 42])
     batch = data.chosen[idx]
@@ -185,7 +142,7 @@ def test_online_negatives_never_reject_an_optimal_plan(tiny, monkeypatch):
         return torch.tensor(rows)
 
     monkeypatch.setattr(TR, "generate", fake_generate)
-    rejected, fallbacks = TR.online_rejected(base, data, idx, TINY, torch.Generator())
+    rejected, fallbacks = TR.online_rejected(base, data, idx, TINY_LM, torch.Generator())
     assert fallbacks == 3
     for k, i in enumerate(idx):
         if k % 2 == 0:  # optimal sample: replaced by the lake's offline rejected plan
@@ -201,7 +158,7 @@ def _recorder(logged):
 @pytest.mark.parametrize("negatives", ["offline", "online"])
 def test_every_objective_trains_and_logs(tiny, negatives):
     data, base = tiny
-    cfg = TINY.replace(negatives=negatives)
+    cfg = TINY_LM.replace(negatives=negatives)
     cache = TR.ReferenceCache.build(base, data)
     before = [p.detach().clone() for p in base.parameters()]
     for method in cfg.methods:
@@ -227,18 +184,19 @@ def test_a_diverging_run_names_method_seed_and_step(tiny, monkeypatch):
 
     monkeypatch.setattr(TR, "compute_objective", poisoned)
     with pytest.raises(FloatingPointError, match=r"orpo diverged at step 2 \(seed 5\)"):
-        TR.align(TINY, base, "orpo", data, 5, reference=None, log=lambda *a: None)
+        TR.align(TINY_LM, base, "orpo", data, 5, reference=None, log=lambda *a: None)
 
 
 # -- held-out metrics ------------------------------------------------------------------------
 def test_plans_are_executed_in_the_real_gymnasium_env(tiny, monkeypatch):
-    _, test = D.tasks(TINY)
+    _, test = D.tasks(TINY_LM)
     rng = np.random.default_rng(1)
-    held = M.held_out(TINY)
+    held = M.held_out(TINY_LM)
     for task, env in zip(test, held.envs, strict=True):
         for _ in range(5):
             plan = rng.integers(0, 4, size=int(rng.integers(1, 10))).tolist()
-            assert M.execute(env, plan) == walk_grid(task.lake.desc, plan)
+            cell, moves = walk_plan(task.lake.desc, plan)
+            assert M.execute(env, plan) == (cell == "G", moves)
     steps = []
     real_step = FrozenLakeEnv.step
     monkeypatch.setattr(FrozenLakeEnv, "step", lambda env, a: steps.append(a) or real_step(env, a))
@@ -249,18 +207,19 @@ def test_plans_are_executed_in_the_real_gymnasium_env(tiny, monkeypatch):
     generated = TR.generate(base, held.chosen.prompts, held.max_new)
     plans = [parse_plan(decode(row)) for row in generated.tolist()]
     reached = [
-        p is not None and walk_grid(t.lake.desc, p)[0] for t, p in zip(test, plans, strict=True)
+        p is not None and walk_plan(t.lake.desc, p)[0] == "G"
+        for t, p in zip(test, plans, strict=True)
     ]
     assert metrics["success"] == pytest.approx(np.mean(reached))
 
 
 def test_token_kl_and_log_likelihoods_match_an_independent_loop(tiny):
     _, base = tiny
-    held = M.held_out(TINY)
+    held = M.held_out(TINY_LM)
     got = M.evaluate(base, held)
     kls, logps = [], []
     for task in held.tasks:
-        pi = soft_value_iteration(task.lake, tau=TINY.tau, gamma=TINY.gamma).policy
+        pi = soft_value_iteration(task.lake, tau=TINY_LM.tau, gamma=TINY_LM.gamma).policy
         plan = D.optimal_plan(task, None)
         prompt = encode("/".join(task.lake.desc) + ">")
         ids = encode(plan_text(plan))

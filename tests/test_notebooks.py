@@ -6,7 +6,8 @@ temporary working directory, with matplotlib's Agg backend.
 
 An exercise is three tagged cells in this order: ``exercise`` (the student's cell, holding a
 placeholder answer), ``solution`` (source hidden) and ``check`` (asserts against lakelab or a
-closed form). Tests:
+closed form). Tests (the two that start a kernel are marked ``slow``: ``make test-fast`` leaves
+them out):
 
 - ``test_notebook_structure``: no kernel; learning goals, exercise triples, hidden solutions,
   public lakelab names only, and the file is what jupytext itself would write.
@@ -119,6 +120,7 @@ def test_notebook_structure(path: Path):
     assert body(jupytext.writes(nb, fmt="py:percent")) == body(text)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch):
@@ -137,6 +139,7 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch):
     nbformat.validate(nb)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 @pytest.mark.parametrize(
     "path",

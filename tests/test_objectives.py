@@ -1,7 +1,7 @@
 """Closed forms, invariants, gradients and validation of `lakelab.objectives`.
 
-Expected values are computed here by hand with `math`; see test_objectives_reference.py for an
-independent loop implementation checked on random inputs.
+Expected values are computed here by hand with `math`; test_objectives_reference.py checks the
+same functions against the independent loop implementations of tests/oracles.py.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""An independent, naive re-implementation of every objective (plain Python loops and `math`,
-no torch vectorisation), checked against `lakelab.objectives` on random inputs.
+"""`lakelab.objectives` against an independent, naive re-implementation of every objective
+(tests/oracles.py: plain Python loops and `math`, no torch), on random inputs.
 
-The naive versions are written from design/objectives.md and the official IFT
-`get_cumsum_weight` description, not from lakelab's code: loops over tokens instead of a
-discount matrix, `log(-expm1(x))` for log1mexp everywhere instead of the two-branch formula,
-`log(1 / (1 + exp(-z)))` for logsigmoid. Gradients of IFT (whose weights are not detached)
-are checked against central finite differences of the naive loss.
+Gradients of IFT (whose weights are not detached) are checked against central finite
+differences of the naive loss.
 """
 
 from __future__ import annotations
@@ -17,103 +14,9 @@ import pytest
 import torch
 
 from lakelab import objectives as O
+from tests import oracles
 
 SEEDS = [0, 1, 2, 3, 4]
-
-
-# ----------------------------------------------------------------------------- naive versions
-def n_log1mexp(x: float) -> float:
-    return math.log(-math.expm1(min(x, -1e-6)))
-
-
-def n_logsigmoid(z: float) -> float:
-    if z < -30:  # avoid overflow of exp(-z); log(1/(1+e^{-z})) ~ z there
-        return z - math.log1p(math.exp(z))
-    return math.log(1.0 / (1.0 + math.exp(-z)))
-
-
-def n_log_odds(a: float) -> float:
-    return a - n_log1mexp(a)
-
-
-def n_sum(row: list[float], mask: list[int]) -> float:
-    total = 0.0
-    for v, m in zip(row, mask, strict=True):
-        if m:
-            total += v
-    return total
-
-
-def n_mean(row: list[float], mask: list[int]) -> float:
-    return n_sum(row, mask) / sum(mask)
-
-
-def n_ift_weights(row: list[float], mask: list[int], gamma: float, weighting: str) -> list[float]:
-    T, N = len(row), sum(mask)
-    if weighting == "none" or (weighting == "loss" and gamma == 0):
-        return [1.0 if m else 0.0 for m in mask]
-    if weighting == "loss":
-        c = [(-v / N) if m else 0.0 for v, m in zip(row, mask, strict=True)]
-    else:
-        c = [1.0 if m else 0.0 for m in mask]
-    w = []
-    for i in range(T):
-        acc = 0.0
-        for j in range(i, T):
-            acc += gamma ** (j - i) * c[j]
-        w.append(acc if mask[i] else 0.0)
-    total = sum(w)
-    return [wi * N / total for wi in w]
-
-
-def n_ift_loss(rows, masks, gamma, weighting) -> float:
-    per_seq = []
-    for row, mask in zip(rows, masks, strict=True):
-        w = n_ift_weights(row, mask, gamma, weighting)
-        N = sum(mask)
-        s = 0.0
-        for v, m, wi in zip(row, mask, w, strict=True):
-            if m:
-                s += -v * wi
-        per_seq.append(s / N)
-    return sum(per_seq) / len(per_seq)
-
-
-def n_dpo(c, r, rc, rr, beta, variant, eps) -> float:
-    losses = []
-    for i in range(len(c)):
-        d = beta * ((c[i] - rc[i]) - (r[i] - rr[i]))
-        if variant == "sigmoid":
-            losses.append(-(1 - eps) * n_logsigmoid(d) - eps * n_logsigmoid(-d))
-        elif variant == "hinge":
-            losses.append(max(0.0, 1 - d))
-        else:
-            losses.append((-(1 - eps) * n_logsigmoid(d) + eps * n_logsigmoid(-d)) / (1 - 2 * eps))
-    return sum(losses) / len(losses)
-
-
-def n_ipo(c, r, rc, rr, beta) -> float:
-    return sum(
-        ((c[i] - rc[i]) - (r[i] - rr[i]) - 1 / (2 * beta)) ** 2 for i in range(len(c))
-    ) / len(c)
-
-
-def n_orpo(c, r, lam) -> float:
-    return sum(
-        -c[i] - lam * n_logsigmoid(n_log_odds(c[i]) - n_log_odds(r[i])) for i in range(len(c))
-    ) / len(c)
-
-
-def n_asft(c, r, lam, beta) -> float:
-    total = 0.0
-    for i in range(len(c)):
-        absolute = n_logsigmoid(beta * n_log_odds(c[i])) + n_logsigmoid(-beta * n_log_odds(r[i]))
-        total += -c[i] - lam * absolute
-    return total / len(c)
-
-
-def n_simpo(c, r, beta, gamma) -> float:
-    return sum(-n_logsigmoid(beta * (c[i] - r[i]) - gamma) for i in range(len(c))) / len(c)
 
 
 # ----------------------------------------------------------------------------- random inputs
@@ -144,9 +47,9 @@ def test_log1mexp_and_log_odds_match_naive(seed):
     rng = random.Random(seed)
     xs = [-rng.uniform(1e-5, 30.0) for _ in range(50)] + [0.0, -1e-7, -math.log(2)]
     got = O.log1mexp(t64(xs)).tolist()
-    assert got == pytest.approx([n_log1mexp(x) for x in xs], rel=1e-12, abs=1e-12)
+    assert got == pytest.approx([oracles.log1mexp(x) for x in xs], rel=1e-12, abs=1e-12)
     got = O.log_odds(t64(xs)).tolist()
-    assert got == pytest.approx([n_log_odds(x) for x in xs], rel=1e-12, abs=1e-12)
+    assert got == pytest.approx([oracles.log_odds(x) for x in xs], rel=1e-12, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -156,10 +59,10 @@ def test_reductions_match_naive(seed, contiguous):
     rows, masks = random_tokens(rng, B=6, T=7, contiguous=contiguous)
     lp, m = t64(rows), torch.tensor(masks)
     assert O.sum_logps(lp, m).tolist() == pytest.approx(
-        [n_sum(r, k) for r, k in zip(rows, masks, strict=True)], rel=1e-12
+        [oracles.masked_sum(r, k) for r, k in zip(rows, masks, strict=True)], rel=1e-12
     )
     assert O.mean_logps(lp, m).tolist() == pytest.approx(
-        [n_mean(r, k) for r, k in zip(rows, masks, strict=True)], rel=1e-12
+        [oracles.masked_mean(r, k) for r, k in zip(rows, masks, strict=True)], rel=1e-12
     )
 
 
@@ -172,10 +75,12 @@ def test_ift_weights_and_loss_match_naive(seed, weighting, contiguous):
     for gamma in [0.0, rng.uniform(0.01, 0.99), 0.95, 1.0]:
         w = O.ift_weights(t64(rows), torch.tensor(masks), gamma=gamma, weighting=weighting)
         for b in range(len(rows)):
-            expected = n_ift_weights(rows[b], masks[b], gamma, weighting)
+            expected = oracles.ift_weights(rows[b], masks[b], gamma, weighting)
             assert w[b].tolist() == pytest.approx(expected, rel=1e-10, abs=1e-12)
         loss, _ = O.ift_loss(t64(rows), torch.tensor(masks), gamma=gamma, weighting=weighting)
-        assert loss.item() == pytest.approx(n_ift_loss(rows, masks, gamma, weighting), rel=1e-10)
+        assert loss.item() == pytest.approx(
+            oracles.ift_loss(rows, masks, gamma, weighting), rel=1e-10
+        )
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])
@@ -197,8 +102,8 @@ def test_ift_gradient_matches_finite_differences_of_naive(seed, weighting):
             plus[b][t] += h
             minus[b][t] -= h
             fd = (
-                n_ift_loss(plus, masks, gamma, weighting)
-                - n_ift_loss(minus, masks, gamma, weighting)
+                oracles.ift_loss(plus, masks, gamma, weighting)
+                - oracles.ift_loss(minus, masks, gamma, weighting)
             ) / (2 * h)
             assert grad[b, t].item() == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
@@ -217,17 +122,21 @@ def test_pairwise_objectives_match_naive(seed):
     for variant in ["sigmoid", "hinge", "robust"]:
         e = 0.0 if variant == "hinge" else eps
         loss, _ = O.dpo_loss(C, R, RC, RR, beta=beta, variant=variant, label_smoothing=e)
-        assert loss.item() == pytest.approx(n_dpo(c, r, rc, rr, beta, variant, e), rel=1e-10)
+        assert loss.item() == pytest.approx(
+            oracles.dpo_loss(c, r, rc, rr, beta, variant, e), rel=1e-10
+        )
     assert O.ipo_loss(C, R, RC, RR, beta=beta)[0].item() == pytest.approx(
-        n_ipo(c, r, rc, rr, beta), rel=1e-10
+        oracles.ipo_loss(c, r, rc, rr, beta), rel=1e-10
     )
-    assert O.orpo_loss(C, R, lam=lam)[0].item() == pytest.approx(n_orpo(c, r, lam), rel=1e-10)
+    assert O.orpo_loss(C, R, lam=lam)[0].item() == pytest.approx(
+        oracles.orpo_loss(c, r, lam), rel=1e-10
+    )
     assert O.asft_loss(C, R, lam=lam, beta=beta)[0].item() == pytest.approx(
-        n_asft(c, r, lam, beta), rel=1e-10
+        oracles.asft_loss(c, r, lam, beta), rel=1e-10
     )
     gamma = rng.uniform(0.0, 2.0)
     assert O.simpo_loss(C, R, beta=beta, gamma=gamma)[0].item() == pytest.approx(
-        n_simpo(c, r, beta, gamma), rel=1e-10
+        oracles.simpo_loss(c, r, beta, gamma), rel=1e-10
     )
     assert O.sft_loss(C)[0].item() == pytest.approx(-sum(c) / B, rel=1e-12)
 
@@ -254,7 +163,7 @@ def test_metrics_match_naive(seed):
     assert m["logps/rejected"] == pytest.approx(sum(r) / B, rel=1e-12)
 
     _, m = O.orpo_loss(t64(c), t64(r), lam=0.25)
-    z = [n_log_odds(c[i]) - n_log_odds(r[i]) for i in range(B)]
+    z = [oracles.log_odds(c[i]) - oracles.log_odds(r[i]) for i in range(B)]
     assert m["orpo/log_odds_chosen"] == pytest.approx(sum(z) / B, rel=1e-12)
-    assert m["orpo/log_odds_ratio"] == pytest.approx(sum(map(n_logsigmoid, z)) / B, rel=1e-12)
+    assert m["orpo/log_odds_ratio"] == pytest.approx(sum(map(oracles.logsigmoid, z)) / B, rel=1e-12)
     assert m["rewards/chosen"] == pytest.approx(0.25 * sum(c) / B, rel=1e-12)

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -10,15 +11,22 @@ from lakelab.cli import main
 from lakelab.mlp import runs
 from lakelab.mlp.config import PRESETS
 from lakelab.mlp.runs import run_lake
+from tests.helpers import FAST_LAKE
 
-# a loose theta* fit keeps these tests about the run directory, not the optimisation
-FAST = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
-SMALL = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST)
+SMALL = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST_LAKE)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run directory of SMALL; tests that change a run work on a copy of it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run_lake(SMALL, out)
+    return out
 
 
 def test_cli_writes_the_run_directory(tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps(FAST))
+    cfg.write_text(json.dumps(FAST_LAKE))
     out = tmp_path / "run"
     argv = [
         "lake",
@@ -50,6 +58,7 @@ def test_cli_writes_the_run_directory(tmp_path, capsys):
     assert summary.loc[0, "param_mse_mean"] == pytest.approx(final_sft.mean())
 
 
+@pytest.mark.slow  # a worker process each (spawn: a fresh interpreter importing torch)
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(
     tmp_path, monkeypatch, start
@@ -57,6 +66,7 @@ def test_same_config_same_metrics_csv_with_one_or_two_worker_processes(
     run_lake(SMALL, tmp_path / "a")  # sft and dpo trained together, in this process
     monkeypatch.setattr(runs, "worker_start_method", lambda: start)
     run_lake(SMALL, tmp_path / "b", workers=2)  # dpo here, sft in a worker process
+    # the same bytes: float64 on one thread in every process of this one machine
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (
         tmp_path / "b" / "metrics.csv"
     ).read_bytes()
@@ -81,9 +91,8 @@ def test_shares_split_the_methods_by_cost():
     assert runs.shares(cfg, [], 2) == []
 
 
-def test_resume_skips_finished_cells_and_redoes_broken_ones(tmp_path, monkeypatch):
-    out = tmp_path / "run"
-    run_lake(SMALL, out)
+def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
     before = (out / "metrics.csv").read_bytes()
     trained = []
     real_train = runs.train_methods
@@ -111,9 +120,8 @@ def test_resume_skips_finished_cells_and_redoes_broken_ones(tmp_path, monkeypatc
     )
 
 
-def test_more_seeds_resume_only_the_new_ones(tmp_path, monkeypatch):
-    out = tmp_path / "run"
-    run_lake(SMALL, out)
+def test_more_seeds_resume_only_the_new_ones(finished, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
     trained = []
     real_train = runs.train_methods
 
@@ -127,9 +135,8 @@ def test_more_seeds_resume_only_the_new_ones(tmp_path, monkeypatch):
     assert len(pd.read_csv(out / "metrics.csv")) == 2 * 3 * 3
 
 
-def test_another_protocol_in_the_same_directory_is_refused(tmp_path):
-    out = tmp_path / "run"
-    run_lake(SMALL, out)
+def test_another_protocol_in_the_same_directory_is_refused(finished, tmp_path):
+    out = shutil.copytree(finished, tmp_path / "run")
     before = (out / "metrics.csv").read_bytes()
     with pytest.raises(ValueError, match="different protocol"):
         run_lake(SMALL.replace(lr=0.05), out)

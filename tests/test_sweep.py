@@ -22,9 +22,9 @@ from lakelab.mlp.sweep import (
     sweep_from_dict,
 )
 from lakelab.mlp.sweep_run import run_sweep
+from tests.helpers import FAST_LAKE
 
-FAST = {"steps": 20, "log_every": 10, "optimum_steps": 100, "optimum_kl_target": 0.2}
-BASE = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST)
+BASE = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo"), **FAST_LAKE)
 GRID = {"tau": [0.02, 0.05], "negatives": ["offline", "online"]}
 
 
@@ -135,9 +135,10 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert (pd.read_csv(paths["results"])["status"] == "ok").all()
 
 
+@pytest.mark.slow  # a sweep process killed with SIGKILL, then sweeps with 1 and 2 workers
 def test_killing_a_sweep_and_restarting_gives_the_uninterrupted_table(tmp_path):
     sweep_file = tmp_path / "fast.json"
-    base = {**FAST, "seeds": 2, "methods": ["sft", "dpo"]}
+    base = {**FAST_LAKE, "seeds": 2, "methods": ["sft", "dpo"]}
     sweep_file.write_text(json.dumps({"preset": "quick", "base": base, "grid": GRID}))
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -176,6 +177,7 @@ def test_killing_a_sweep_and_restarting_gives_the_uninterrupted_table(tmp_path):
     assert len(pd.read_csv(fresh / "results.csv")) == 4 * 2 * 2
 
 
+@pytest.mark.slow  # starts a Ray cluster of 2 workers
 @pytest.mark.timeout(240)
 def test_ray_backend_gives_the_local_table(tmp_path):
     pytest.importorskip("ray")

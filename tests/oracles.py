@@ -1,0 +1,225 @@
+"""Independent reference implementations ("oracles") that the tests compare lakelab against.
+
+Each oracle is written from the definition of what it computes, not from lakelab's code, and
+none of them imports lakelab: a bug in lakelab cannot also be in the value it is checked
+against. They are deliberately plain (Python loops over lists, the characters of a lake map,
+Gymnasium's own transition table, `math`) and slow; correctness is all they are for.
+
+- Lakes as character grids: `walk_plan`, `shortest_moves`, `simple_paths`. They read only the
+  map rows ("S" start, "F" frozen, "H" hole, "G" goal) and Gymnasium's documented action order
+  L D R U; no solver, no transition tensor, no Gymnasium env.
+- Value iteration: `loop_value_iteration`, the textbook per-state loop over Gymnasium's
+  ``env.unwrapped.P`` (what tutorials write), against lakelab's vectorised solver on its own
+  dense tensors. ``benchmarks/bench_solver.py`` times this same loop.
+- Objectives: one function per loss, on plain lists of floats, written from the formulas in
+  docs/objectives.md and the papers (for IFT's token weights: eqs. 19-22 and the official
+  code's `get_cumsum_weight` description). They loop over tokens where lakelab builds a
+  discount matrix, use ``log(-expm1(x))`` for log(1 - e^x) everywhere where lakelab switches
+  between two formulas, and ``log(1 / (1 + exp(-z)))`` for log sigmoid(z).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+# Gymnasium's FrozenLake actions 0..3 are Left, Down, Right, Up: (row, column) steps.
+MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))
+
+
+# -- lakes as character grids ----------------------------------------------------------------
+def _start(desc) -> tuple[int, int]:
+    return next((r, c) for r, row in enumerate(desc) for c, ch in enumerate(row) if ch == "S")
+
+
+def walk_plan(desc, plan) -> tuple[str, int]:
+    """Step through ``plan`` (action ids) on the map ``desc`` (a sequence of row strings) of a
+    deterministic lake: (character of the last cell reached, moves made). A move into a wall
+    leaves the agent in place; reaching a hole "H" or the goal "G" ends the walk, and the
+    remaining moves are not made."""
+    r, c = _start(desc)
+    for k, a in enumerate(plan):
+        dr, dc = MOVES[a]
+        r = min(max(r + dr, 0), len(desc) - 1)
+        c = min(max(c + dc, 0), len(desc[0]) - 1)
+        if desc[r][c] in "GH":
+            return desc[r][c], k + 1
+    return desc[r][c], len(plan)
+
+
+def shortest_moves(desc) -> int:
+    """Fewest moves from "S" to "G" on a deterministic lake, never stepping on a hole, by
+    breadth-first search over the cells. Raises AssertionError if the goal is unreachable."""
+    start = _start(desc)
+    dist, queue = {start: 0}, deque([start])
+    while queue:
+        r, c = queue.popleft()
+        if desc[r][c] == "G":
+            return dist[(r, c)]
+        for dr, dc in MOVES:
+            nr, nc = r + dr, c + dc
+            inside = 0 <= nr < len(desc) and 0 <= nc < len(desc[0])
+            if inside and desc[nr][nc] != "H" and (nr, nc) not in dist:
+                dist[(nr, nc)] = dist[(r, c)] + 1
+                queue.append((nr, nc))
+    raise AssertionError(f"no route from S to G on {desc}")
+
+
+def simple_paths(desc) -> list[tuple[tuple[int, int], ...]]:
+    """Every simple path (no cell twice) from "S" to "G" avoiding holes, as tuples of
+    (row, column) cells from start to goal, by depth-first enumeration. Exponential in the
+    lake's size: for small maps only."""
+    start = _start(desc)
+    paths, stack = [], [(start, (start,))]
+    while stack:
+        (r, c), path = stack.pop()
+        if desc[r][c] == "G":
+            paths.append(path)
+            continue
+        for dr, dc in MOVES:
+            nxt = (r + dr, c + dc)
+            inside = 0 <= nxt[0] < len(desc) and 0 <= nxt[1] < len(desc[0])
+            if inside and desc[nxt[0]][nxt[1]] != "H" and nxt not in path:
+                stack.append((nxt, (*path, nxt)))
+    return paths
+
+
+# -- value iteration -------------------------------------------------------------------------
+def loop_value_iteration(env_P: dict, n_states: int, gamma: float, sweeps: int) -> list[float]:
+    """``sweeps`` synchronous Bellman optimality backups from V = 0, state by state over
+    Gymnasium's ``env.unwrapped.P`` (``P[s][a]`` lists (prob, next state, reward, terminated)
+    and may name one successor twice): V(s) <- max_a sum prob (reward + gamma V(s')), where a
+    terminating transition adds no future value. Returns V as a list."""
+    V = [0.0] * n_states
+    for _ in range(sweeps):
+        new = []
+        for s in range(n_states):
+            best = -math.inf
+            for a in range(4):
+                q = 0.0
+                for prob, s_next, reward, terminated in env_P[s][a]:
+                    q += prob * (reward + (0.0 if terminated else gamma * V[s_next]))
+                best = max(best, q)
+            new.append(best)
+        V = new
+    return V
+
+
+# -- objectives on plain lists ---------------------------------------------------------------
+def log1mexp(x: float) -> float:
+    """log(1 - e^x) for a log-probability x <= 0, clamped at x = -1e-6 as lakelab documents
+    (log 0 would be -inf)."""
+    return math.log(-math.expm1(min(x, -1e-6)))
+
+
+def logsigmoid(z: float) -> float:
+    """log sigmoid(z) = log(1 / (1 + e^-z)); below z = -30 the equal z - log(1 + e^z), as e^-z
+    overflows for z < -709."""
+    if z < -30:
+        return z - math.log1p(math.exp(z))
+    return math.log(1.0 / (1.0 + math.exp(-z)))
+
+
+def log_odds(a: float) -> float:
+    """log(p / (1 - p)) of p = e^a."""
+    return a - log1mexp(a)
+
+
+def masked_sum(row: list[float], mask: list[int]) -> float:
+    """S(y): the sum of the values whose mask entry is 1."""
+    total = 0.0
+    for v, m in zip(row, mask, strict=True):
+        if m:
+            total += v
+    return total
+
+
+def masked_mean(row: list[float], mask: list[int]) -> float:
+    """A(y): the mean of the values whose mask entry is 1."""
+    return masked_sum(row, mask) / sum(mask)
+
+
+def ift_weights(row: list[float], mask: list[int], gamma: float, weighting: str) -> list[float]:
+    """IFT's per-token weights of one sequence: W_i = sum_{j >= i} gamma^(j - i) c_j over the
+    response tokens, rescaled to sum to the number of response tokens N; c_j = -logp_j / N
+    ("loss", the official code) or 1 ("prefix", the paper's eqs. 19-22); all 1 for "none" and
+    for "loss" with gamma = 0. Zero on masked-out positions."""
+    T, N = len(row), sum(mask)
+    if weighting == "none" or (weighting == "loss" and gamma == 0):
+        return [1.0 if m else 0.0 for m in mask]
+    if weighting == "loss":
+        c = [(-v / N) if m else 0.0 for v, m in zip(row, mask, strict=True)]
+    else:
+        c = [1.0 if m else 0.0 for m in mask]
+    w = []
+    for i in range(T):
+        acc = 0.0
+        for j in range(i, T):
+            acc += gamma ** (j - i) * c[j]
+        w.append(acc if mask[i] else 0.0)
+    total = sum(w)
+    return [wi * N / total for wi in w]
+
+
+def ift_loss(rows, masks, gamma: float, weighting: str) -> float:
+    """Batch mean over sequences of sum_i (-logp_i) W_i / N (weights from `ift_weights`)."""
+    per_seq = []
+    for row, mask in zip(rows, masks, strict=True):
+        w = ift_weights(row, mask, gamma, weighting)
+        s = 0.0
+        for v, m, wi in zip(row, mask, w, strict=True):
+            if m:
+                s += -v * wi
+        per_seq.append(s / sum(mask))
+    return sum(per_seq) / len(per_seq)
+
+
+def dpo_loss(c, r, rc, rr, beta: float, variant: str, eps: float) -> float:
+    """DPO on summed log-probs (chosen c, rejected r, reference rc, rr), batch mean:
+    d = beta [(c - rc) - (r - rr)]; "sigmoid": -(1 - eps) logsig(d) - eps logsig(-d) (label
+    smoothing eps); "hinge": max(0, 1 - d); otherwise robust DPO:
+    (-(1 - eps) logsig(d) + eps logsig(-d)) / (1 - 2 eps)."""
+    losses = []
+    for i in range(len(c)):
+        d = beta * ((c[i] - rc[i]) - (r[i] - rr[i]))
+        if variant == "sigmoid":
+            losses.append(-(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d))
+        elif variant == "hinge":
+            losses.append(max(0.0, 1 - d))
+        else:
+            losses.append((-(1 - eps) * logsigmoid(d) + eps * logsigmoid(-d)) / (1 - 2 * eps))
+    return sum(losses) / len(losses)
+
+
+def ipo_loss(c, r, rc, rr, beta: float) -> float:
+    """IPO, batch mean of (h - 1 / (2 beta))^2 with h = (c - rc) - (r - rr)."""
+    total = 0.0
+    for i in range(len(c)):
+        total += ((c[i] - rc[i]) - (r[i] - rr[i]) - 1 / (2 * beta)) ** 2
+    return total / len(c)
+
+
+def orpo_loss(c, r, lam: float) -> float:
+    """ORPO on mean log-probs, batch mean of -c - lam logsig(logodds(c) - logodds(r))."""
+    total = 0.0
+    for i in range(len(c)):
+        total += -c[i] - lam * logsigmoid(log_odds(c[i]) - log_odds(r[i]))
+    return total / len(c)
+
+
+def asft_loss(c, r, lam: float, beta: float) -> float:
+    """ASFT on mean log-probs, batch mean of
+    -c - lam [logsig(beta logodds(c)) + logsig(-beta logodds(r))]."""
+    total = 0.0
+    for i in range(len(c)):
+        absolute = logsigmoid(beta * log_odds(c[i])) + logsigmoid(-beta * log_odds(r[i]))
+        total += -c[i] - lam * absolute
+    return total / len(c)
+
+
+def simpo_loss(c, r, beta: float, gamma: float) -> float:
+    """SimPO on mean log-probs, batch mean of -logsig(beta (c - r) - gamma)."""
+    total = 0.0
+    for i in range(len(c)):
+        total += -logsigmoid(beta * (c[i] - r[i]) - gamma)
+    return total / len(c)
