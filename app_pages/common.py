@@ -74,8 +74,7 @@ def single_threaded_torch() -> None:
     """One torch thread for the pages that train or differentiate.
 
     The app's tensors are tiny (an MLP over a few dozen states), so a second thread brings
-    nothing, and on a busy 2-core machine torch's thread pool waits for cores it shares:
-    fitting theta* measured 0.7 s with one thread and 32 s with two under load.
+    nothing (speed: ``docs/benchmarks.md``).
     """
     import torch
 

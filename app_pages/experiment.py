@@ -74,7 +74,7 @@ def results(config_json: str, out: str, _just_written: bool = False) -> dict:
 
 def fit_width(image: bytes, width: int = 1400) -> bytes:
     """The figure at most ``width`` pixels wide. Streamlit shrinks a wider image on every
-    run (0.15 s for the figure), so the cached results hold a shrunk copy for display."""
+    run, so the cached results hold a shrunk copy for display (speed: docs/benchmarks.md)."""
     picture = Image.open(io.BytesIO(image))
     if picture.width <= width:
         return image
@@ -134,7 +134,7 @@ def show_results(config_json: str, out: str, just_written: bool = False) -> None
     )
     metric = st.selectbox("Metric per step", SUMMARY_METRICS, key=init("exp_metric", "param_mse"))
     mean = r["metrics"].groupby(["step", "method"], sort=False)[metric].mean().reset_index()
-    st.vega_lite_chart(  # a plain spec: st.line_chart spends 0.15 s building it with altair
+    st.vega_lite_chart(  # a plain spec, not st.line_chart (speed: docs/benchmarks.md)
         mean,
         {
             "mark": {"type": "line", "point": True},

@@ -12,7 +12,7 @@ Two views of the same app:
    preset with SFT, IFT, DPO, ORPO), whose results the re-render then shows.
 2. A real browser (Debian's chromium, if installed): a fresh `streamlit run`, the time from
    opening each page to its content, and from a widget change to the new value on screen.
-   ``--screenshots DIR`` saves each page there (the README's pictures: ``docs``).
+   ``--screenshots DIR`` saves each page there (the pictures in docs/app.md: ``docs``).
 
 The machine is shared and noisy: read the numbers as orders of magnitude.
 """

@@ -36,7 +36,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """``obj`` as JSON, keys sorted; ``indent=None`` writes one compact line with the C
-    encoder, several times faster (for machine-read result files)."""
+    encoder (for machine-read result files; speed: ``docs/benchmarks.md``)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
 
 

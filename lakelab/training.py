@@ -18,9 +18,8 @@ class Diverged(FloatingPointError):
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch intra-op threads, then restore the previous setting.
 
-    Both tracks train with one: their tensors are tiny, so splitting an op over threads costs
-    more than it saves (``docs/benchmarks.md``), and one thread makes the numbers independent
-    of the machine's core count.
+    Both tracks train with one (speed: ``docs/benchmarks.md``); one thread also makes the
+    numbers independent of the machine's core count.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(n)

@@ -58,9 +58,9 @@ class ModelConfig:
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # about 9k parameters: a smoke test, learns little
     "nano": ModelConfig(n_layer=1, n_head=2, d_model=16),
-    # about 27k parameters: the quick preset (4x fewer multiply-adds per token than micro)
+    # about 27k parameters: the quick preset (cheaper than micro: docs/benchmarks.md)
     "tiny": ModelConfig(n_layer=2, n_head=4, d_model=32),
-    # about 105k parameters: the size measured in lm-track.md (16 ms per AdamW step, B 64 x 32)
+    # about 105k parameters (docs/lm-track.md)
     "micro": ModelConfig(n_layer=2, n_head=4, d_model=64),
     # about 0.8M parameters, for 8x8 lakes (longer prompts and plans)
     "mini": ModelConfig(n_layer=4, n_head=4, d_model=128, block_size=128),
@@ -161,8 +161,8 @@ def generate(
     """Continue each prompt (B, P) for at most ``max_new`` tokens; returns the new tokens
     (B, n <= max_new). Greedy takes the argmax; otherwise sample from softmax(logits / T)
     with ``generator``. After a row emits the end token it is padded with ``PAD_ID``;
-    generation stops early once every row has ended. No key-value cache: at these lengths
-    a full forward per token costs a few milliseconds."""
+    generation stops early once every row has ended. No key-value cache: each new token runs
+    a full forward over the sequence so far (speed: docs/benchmarks.md)."""
     if not greedy and not temperature > 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r}")
     idx = prompts  # (B, P)

@@ -2,7 +2,7 @@
 
 Sampling them from policies is ``lakelab.mlp.sampling``.
 
-In the language of the objectives (``objectives.md``, notation): the "prompt" is the start
+In the language of the objectives (``docs/objectives.md``, notation): the "prompt" is the start
 state and each "token" is an action a_t taken in state s_t, so a trajectory of T moves is a
 response of T tokens with per-token log-probs log pi(a_t | s_t).
 """
@@ -148,7 +148,7 @@ class Episodes:
         M, T = self.states.shape
         out = np.zeros(M, dtype=np.uint64)
         powers = hash_powers(T)
-        # in blocks of columns, each over the rows still going: most rows are short
+        # in blocks of columns, each over the rows still going (speed: docs/benchmarks.md)
         for c in range(0, T, _HASH_BLOCK):
             rows = np.flatnonzero(self.lengths > c) if c else np.arange(M)
             cols = slice(c, c + _HASH_BLOCK)
@@ -203,7 +203,7 @@ class Batch:
     def select(self, rows: np.ndarray | torch.Tensor) -> Batch:
         """Rows ``rows`` [N, B] of each of the N pools of this batch [N, P, T]: [N, B, T'],
         trimmed to the longest selected trajectory, in new arrays (the caller may fill them)."""
-        rows = np.asarray(rows)  # numpy's fancy indexing is several times cheaper than torch's
+        rows = np.asarray(rows)  # index in numpy, not torch (speed: docs/benchmarks.md)
         seed = np.arange(rows.shape[0])[:, None]  # (N, 1)
         lengths = self.lengths[seed, rows]  # (N, B)
         T = int(lengths.max())

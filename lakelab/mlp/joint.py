@@ -60,7 +60,7 @@ def train_methods(
 
     Every (method, seed) pair is one row of one stacked set of parameters, so the policy
     table, the sampling of online negatives, the backward pass, Adam and the exact metrics run
-    once per step for all methods rather than once per method; only the objectives (and their
+    once per step for all methods (speed: docs/benchmarks.md); only the objectives (and their
     batches) are per method. Each row still gets exactly its own gradient: the total loss is
     a sum over methods and seeds of each one's batch-mean loss. ``progress(k)`` is called
     with the number of methods after each step.

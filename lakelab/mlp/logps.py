@@ -36,9 +36,10 @@ def policy_logps(
 
     ``table``: log pi_theta(a | s) [N, S, A] (with grad), ``ref_table``: the same for the
     frozen theta_0. With one-hot inputs a token's log-prob is the lookup table[n, s_t, a_t],
-    the same function (and gradient) as a forward pass per token, at the cost of one forward
-    over the S states. IFT's mixed inputs are the exception (``ift_logps``: ``params``, the
-    rows' parameters, and ``P``, the lake's dynamics [S, A, S'], are for it).
+    the same function (and gradient) as a forward pass per token (speed: docs/benchmarks.md;
+    the plain version is ``lakelab.mlp.train.sequence_logps``). IFT's mixed inputs are the
+    exception (``ift_logps``: ``params``, the rows' parameters, and ``P``, the lake's
+    dynamics [S, A, S'], are for it).
     """
     _, S, A = table.shape
     if get_objective(method).mixed_pass:  # IFT: per (s_{i-1}, s_i) pair; needs no reference
@@ -72,7 +73,7 @@ def tokens(batch: Batch, n_states: int, n_actions: int) -> tuple[torch.Tensor, n
 def lookup(table: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
     """table[n, s_t, a_t] for every token of ``batch`` [N, B, T], as [N * B, T].
     (``index_select`` on the flat table is the same gather as ``table[n, s, a]``, with the
-    same gradient, 4x faster.)"""
+    same gradient; speed: docs/benchmarks.md.)"""
     return table.reshape(-1).index_select(0, index).view(-1, batch.states.shape[-1])
 
 
@@ -91,7 +92,8 @@ def ift_logps(
     network on (1 - lam) one_hot(s_i) + lam * prediction from s_{i-1}, targets the true
     actions; position 0 (the start state, the prompt) is not mixed. A token's mixed input
     depends only on the pair (s_{i-1}, s_i), so pass 2 runs once per distinct pair in the
-    batch (tens) rather than once per token (thousands), and each token looks its pair up.
+    batch and each token looks its pair up (speed: docs/benchmarks.md; the plain version,
+    one input per token, is ``lakelab.mlp.train.ift_inputs``).
     """
     N, S, _ = table.shape
     lam = hp["lam"]

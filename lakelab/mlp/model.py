@@ -4,8 +4,8 @@
 
 The IFT paper (section 5.3) uses "a two-layer fully connected network" as the policy; sizes
 are ours (``hidden`` in the experiment config). Parameters of N independent seeds are stacked
-on a leading dimension and every forward pass is one batched matmul, so ten seeds cost about
-what one does. Shapes: W1 [N, S, H], b1 [N, H], W2 [N, H, A], b2 [N, A].
+on a leading dimension and every forward pass is one batched matmul (speed:
+``docs/benchmarks.md``). Shapes: W1 [N, S, H], b1 [N, H], W2 [N, H, A], b2 [N, A].
 
 With one-hot inputs, row ``W1[n, s, :]`` is state s's embedding and receives gradient only
 when state s is an input: which states a method trains on decides which rows move. That is

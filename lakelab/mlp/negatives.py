@@ -9,7 +9,8 @@ the metric ``online_fallback``.
 
 Every row of a joint run (several methods, many seeds) is simulated in one vectorised loop,
 and membership in the chosen set is one sorted search over 64-bit trajectory hashes salted
-with the row, so the cost per step hardly depends on the number of rows.
+with the row (speed: docs/benchmarks.md; the plain version is ``lakelab.mlp.train``'s
+``online_negatives``).
 """
 
 from __future__ import annotations

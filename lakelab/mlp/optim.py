@@ -5,10 +5,9 @@
     theta_t = theta_{t-1} - lr * m^_t / (sqrt(v^_t) + eps)
 
 Why not ``torch.optim.Adam``: the update is elementwise, so one instance serves all seeds
-stacked on the leading dimension; the formula is visible to students; and constructing the
-first ``torch.optim`` optimizer in a process costs about 3 s of imports on the lakelab
-machines, more than a whole Frozen Lake run. The tests check it against ``torch.optim.Adam``
-step by step.
+stacked on the leading dimension; the formula is visible to students; and it spares the
+imports of ``torch.optim`` (speed: ``docs/benchmarks.md``). The tests check it against
+``torch.optim.Adam`` step by step.
 """
 
 from __future__ import annotations

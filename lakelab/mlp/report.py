@@ -43,7 +43,7 @@ def experiment_figure(
             steps = tables[method].index.to_numpy()
             mean, half = np.array([ci95(v) for v in tables[method][key].to_numpy()]).T
             ax.plot(steps, mean, label=method, color=colors(c))
-            # the band as one polygon (fill_between builds a far costlier collection)
+            # the band as one polygon, not fill_between (speed: docs/benchmarks.md)
             band_x = np.concatenate([steps, steps[::-1]])
             band_y = np.concatenate([mean - half, (mean + half)[::-1]])
             ax.fill(band_x, band_y, color=colors(c), alpha=0.2, linewidth=0)
@@ -62,8 +62,8 @@ def experiment_figure(
             vmax=vmax,
             colorbar=False,  # one shared scale (vmax): one colorbar for the row
             ticks=False,
-            # colour only: 119 value labels were a quarter of the figure's cost (the app and
-            # notebook 03 write every cell's value)
+            # colour only (speed: docs/benchmarks.md); the app and notebook 03 write every
+            # cell's value
             numbers=False,
         )
     for j in range(len(methods), ncol):
@@ -73,7 +73,7 @@ def experiment_figure(
         f"negatives={config.negatives}: mean and 95% interval",
         fontsize=10,
     )
-    # fixed margins: tight_layout measured every label first, a third of the figure's cost
+    # fixed margins, not tight_layout (speed: docs/benchmarks.md)
     fig.subplots_adjust(left=0.035, right=0.955, top=0.89, bottom=0.07, wspace=0.45, hspace=0.4)
     # one colorbar for the explored grids (they share vmax), right of the bottom row
     bottom = axes[1, len(methods) - 1].get_position()

@@ -127,8 +127,8 @@ def _train_share(
     return list(results)
 
 
-# relative cost of a method in a joint run, from timing `train_methods` on the paper preset
-# (SFT 1; IFT's second forward pass and loss weights cost more than one online-pairs method)
+# relative cost of a method in a joint run, for `shares` (how it was measured:
+# docs/benchmarks.md)
 _COST = {"plain": 1.0, "mixed pass": 3.5, "offline pairs": 2.0, "online pairs": 3.0}
 
 
@@ -161,11 +161,11 @@ def worker_start_method() -> str:
     """How run_lake starts its worker processes: "fork" on Linux, else "spawn".
 
     A forked worker starts at once, with torch imported and the set-up in memory; a spawned
-    one first imports torch (2-3 s, about a quarter of a whole `paper` run). Forking a process
-    whose OpenMP pool has run is safe here for the reason it is safe for PyTorch's DataLoader
-    workers: the worker trains with one thread (``lakelab.training.torch_threads``), and with one
-    thread ATen never enters an OpenMP parallel region. macOS and Windows spawn (fork is
-    unsafe or missing there).
+    one first imports torch (speed: ``docs/benchmarks.md``). Forking a process whose OpenMP
+    pool has run is safe here for the reason it is safe for PyTorch's DataLoader workers: the
+    worker trains with one thread (``lakelab.training.torch_threads``), and with one thread
+    ATen never enters an OpenMP parallel region. macOS and Windows spawn (fork is unsafe or
+    missing there).
     """
     return "fork" if sys.platform == "linux" else "spawn"
 
@@ -207,7 +207,7 @@ def write_reports(config: LakeConfig, out: Path) -> dict[str, Path]:
         for m in config.methods
     }
     fig = experiment_figure(config, metrics, explored)
-    # zlib level 1: a tenth of a second faster than the default 6, a 6% larger file
+    # zlib level 1, not the default 6: a slightly larger file (speed: docs/benchmarks.md)
     atomic_save_figure(fig, out / "figure.png", dpi=110, pil_kwargs={"compress_level": 1})
     import matplotlib.pyplot as plt
 

@@ -88,13 +88,13 @@ def sample_many(
     Each policy's episodes draw their uniforms from its own generator (``rngs[i]``, in
     blocks of ``UNIFORM_BLOCK`` moves, drawn only while that policy has episodes running),
     so a seed's episodes do not depend on which other seeds are simulated alongside it.
-    Finished episodes leave the loop; a move costs O(running episodes * (A + K)) with the
-    successor lists (K <= 3 on a slippery lake). An episode is tracked by one integer, its
-    "code" i * S + s (policy i in state s), which indexes every per-policy table directly.
+    Finished episodes leave the loop; a move draws its successor from the successor lists
+    (K <= 3 on a slippery lake). An episode is tracked by one integer, its "code" i * S + s
+    (policy i in state s), which indexes every per-policy table directly.
     The last few episodes (a policy that walks into a wall can run until ``max_len``) finish
-    one by one in plain Python (``_finish_one_by_one``), where a move costs a microsecond
-    rather than a dozen array operations, with the same uniforms and comparisons: the
-    episodes are the same either way (tested).
+    one by one in plain Python (``_finish_one_by_one``), with the same uniforms and
+    comparisons: the episodes are the same either way (tested). Speed: docs/benchmarks.md;
+    the plain version is ``sample_plain``.
     """
     N, S, A = policies.shape
     K = lake.next_states.shape[-1]
@@ -155,8 +155,8 @@ _TABLES: WeakKeyDictionary[Lake, dict[tuple[int, int], _Tables]] = WeakKeyDictio
 
 def _lake_tables(lake: Lake, N: int, max_len: int) -> _Tables:
     """sample_many's tables that do not depend on the policies, for N policies and episodes
-    of at most ``max_len`` moves: built once per lake and shape (a run samples for the same
-    lake and rows every step), read-only, kept while the lake lives; ``pi_cols`` is empty."""
+    of at most ``max_len`` moves: built once per lake and shape (speed: docs/benchmarks.md),
+    read-only, kept while the lake lives; ``pi_cols`` is empty."""
     per_shape = _TABLES.setdefault(lake, {})
     if (N, max_len) not in per_shape:
         per_shape[N, max_len] = _build_lake_tables(lake, N, max_len)
@@ -216,7 +216,7 @@ def _finish_one_by_one(
     sample_many's (states, actions, lengths, final, hashes), written in place."""
     states, actions, lengths, final, hashes = out
     # each code's cdf as a sorted list (the number of entries below u is bisect_left's index),
-    # converted when first visited: the tail visits a handful of the N * S codes
+    # converted when first visited (speed: docs/benchmarks.md)
     pi_rows, next_rows = _RowLists(tables.pi_cols.T), _RowLists(tables.next_cols.T)
     next_code, ends, state = tables.next_code.item, tables.ends.item, tables.state.item
     token, powers = tables.token.item, tables.powers.item
@@ -255,9 +255,9 @@ def _uniforms(rng: np.random.Generator, out: np.ndarray, *, slips: bool) -> None
     """Fill ``out`` [2, block, n] (action uniforms, then slip uniforms) with
     ``rng.random(out.shape)``. Without slips (deterministic moves) the slip half is never
     read: a PCG64 generator then skips its draws (``advance``, one 64-bit output per double),
-    leaving the generator where drawing them would (tested) at half the cost. Not when it
-    holds a spare 32-bit half-output (left by e.g. ``integers`` with a small range), which
-    ``advance`` would drop and ``random`` keeps."""
+    leaving the generator where drawing them would (tested; speed: docs/benchmarks.md). Not
+    when it holds a spare 32-bit half-output (left by e.g. ``integers`` with a small range),
+    which ``advance`` would drop and ``random`` keeps."""
     bits = rng.bit_generator
     skip = (
         not slips
