@@ -12,9 +12,14 @@ Measured in one process, in one run, so the machine's load affects every number 
    one process per core (this one and forked workers: their start-up is included), median
    over ``--repeats``;
 4. batched vs looped seeds: ``--loop-steps`` steps of SFT and DPO for 10 seeds as one
-   batched computation vs a Python loop over the seeds; median over ``--repeats``, ratio.
-
-The issue's target for (3) minus set-up: under 10 s on 2 cores.
+   batched computation vs a Python loop over the seeds; median over ``--repeats``, ratio;
+5. the plain loop (``lakelab.mlp.train``: one objective and one seed at a time, a forward
+   pass per token, one-move-at-a-time sampling) vs the joint loop, ``--loop-steps`` steps of
+   every objective for all seeds; one run each (the plain loop is slow), ratio;
+6. with ``--against DIR`` (another checkout of lakelab, e.g. an older commit from
+   ``git worktree add DIR COMMIT``): the whole ``lakelab lake --preset paper`` command, start-up
+   included, for this code and for DIR's, alternating, ``--repeats`` times each; medians and
+   their ratio.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 from lakelab.mlp.config import preset
 from lakelab.mlp.experiment import build_setup
 from lakelab.mlp.joint import train_method, train_methods
 from lakelab.mlp.runs import run_lake
+from lakelab.mlp.train import train
 
 
 def median_time(fn, repeats: int) -> float:
@@ -40,11 +49,40 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def command_time(src: Path, workers: int) -> float:
+    """Wall time of ``lakelab lake --preset paper`` run from the lakelab sources in ``src``."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "lakelab.cli", "lake", "--preset", "paper"]
+        command += ["--out", out, "--quiet", "--workers", str(workers)]
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True, env=env, cwd=src, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+
+def compare(against: Path, repeats: int, workers: int) -> None:
+    here = Path(__file__).resolve().parents[1]
+    times: dict[Path, list[float]] = {here: [], against: []}
+    for _ in range(repeats):  # alternating, so both see the same machine load
+        for src in times:
+            times[src].append(command_time(src, workers))
+    new, old = (statistics.median(times[src]) for src in (here, against))
+    print(f"| `lakelab lake --preset paper`, {workers} workers, median of {repeats} | seconds |")
+    print("|---|---|")
+    print(f"| this checkout ({here}) | {new:.2f} |")
+    print(f"| {against} | {old:.2f} |")
+    print(f"| ratio this / other | {new / old:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loop-steps", type=int, default=100)
+    parser.add_argument("--against", type=Path, help="another lakelab checkout to compare")
     args = parser.parse_args()
+    if args.against is not None:
+        compare(args.against.resolve(), args.repeats, os.cpu_count() or 1)
+        return
     config = preset("paper")
     workers = os.cpu_count() or 1
     n_methods, n_seeds = len(config.methods), config.seeds
@@ -77,6 +115,15 @@ def main() -> None:
         )
         ratios[method] = (batched, looped)
 
+    t0 = time.perf_counter()
+    train_methods(short, list(config.methods))
+    t_joint = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for method in config.methods:
+        for i in range(n_seeds):
+            train(short, method, i)
+    t_plain = time.perf_counter() - t0
+
     print(f"`paper` preset: {n_methods} objectives x {n_seeds} seeds x {config.steps} steps")
     print()
     print("| measurement | seconds |")
@@ -93,6 +140,12 @@ def main() -> None:
     print("|---|---|---|---|")
     for method, (batched, looped) in ratios.items():
         print(f"| {method} | {batched:.2f} | {looped:.2f} | {looped / batched:.1f}x |")
+    print()
+    print(f"| {n_methods} objectives x {n_seeds} seeds, {args.loop_steps} steps | seconds |")
+    print("|---|---|")
+    print(f"| joint loop (`lakelab.mlp.joint.train_methods`) | {t_joint:.2f} |")
+    print(f"| plain loop (`lakelab.mlp.train.train`, per objective and seed) | {t_plain:.2f} |")
+    print(f"| plain / joint | {t_plain / t_joint:.1f}x |")
 
 
 if __name__ == "__main__":

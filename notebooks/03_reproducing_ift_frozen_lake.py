@@ -19,8 +19,8 @@
 #
 # **Learning goals.** After this notebook you can
 #
-# 1. set up the experiment with `lakelab.mlp.config.preset` and `lakelab.mlp.experiment.build_setup`,
-#    and say what `pi*`, `theta_0` and `theta*` are;
+# 1. set up the experiment with `lakelab.mlp.config.preset` and
+#    `lakelab.mlp.experiment.build_setup`, and say what `pi*`, `theta_0` and `theta*` are;
 # 2. compute the paper's metric, the parameter MSE to `theta*` (exercise 1), and explain why we
 #    always show *function-space* metrics beside it (KL to `pi*`, success probability);
 # 3. read explored grids and compute their alignment with the agent's own visitation
@@ -135,11 +135,23 @@ print("Exercise 1: correct, MSE(theta_0, theta*) per seed =", expected.round(4))
 # %% [markdown]
 # ## 3. Fine-tuning with each method
 #
-# `train_method` trains all seeds of one method in one batched computation and logs, every
-# `log_every` steps, exact metrics from the tabular MDP (no sampling): parameter MSE, KL to
-# `pi*` (uniform over live states, and weighted by the policy's own visitation), success
-# probability, discounted return, log-likelihood of the optimal and sub-optimal routes, and
-# the explored grid.
+# The training loop itself is `lakelab.mlp.train.train`: one objective, one seed, read top to
+# bottom (sample the batch, log-probs, `compute_objective`, backward, Adam step, exact
+# metrics). Here it fine-tunes seed 0 with DPO:
+
+# %%
+from lakelab.mlp.train import train
+
+plain = train(setup, "dpo", seed_index=0)
+last = plain.rows[0][-1]
+print(f"DPO, seed {setup.seeds[0]}: success {last['success']:.3f} after {last['step']} steps")
+
+# %% [markdown]
+# `train_method` (`lakelab.mlp.joint`) computes the same for all seeds of one method in one
+# batched computation (the tests check that the two agree) and logs, every `log_every` steps,
+# exact metrics from the tabular MDP (no sampling): parameter MSE, KL to `pi*` (uniform over
+# live states, and weighted by the policy's own visitation), success probability, discounted
+# return, log-likelihood of the optimal and sub-optimal routes, and the explored grid.
 
 
 # %%
@@ -446,8 +458,8 @@ print(f"notebook ran its experiments in {time.perf_counter() - started:.0f} s")
 
 # %% [markdown]
 # **How to read this.** The verdicts are for *this* protocol: `quick` preset, 3 seeds, 60
-# steps, demos as chosen data, online negatives. The design notes (`frozen-lake.md`) already
-# saw the ordering move with the protocol, so a disagreement here is a finding about the
+# steps, demos as chosen data, online negatives. The sweeps (`docs/sweeps.md`) show the
+# ordering move with the protocol, so a disagreement here is a finding about the
 # protocol, not a bug to hide, and an agreement is not a proof. Things to try, each one
 # `config.replace(...)` away:
 #
