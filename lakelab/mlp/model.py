@@ -83,7 +83,7 @@ def forward(params: Params, x: torch.Tensor, activation: str = "tanh") -> torch.
 def state_log_probs(params: Params, activation: str = "tanh") -> torch.Tensor:
     """log pi_theta(a | s) for every state: [N, S, A] (the policy as a table)."""
     # forward() on the one-hot inputs eye(S), without the matmul by the identity: row s of
-    # eye(S) @ W1 is W1[s] exactly: values and gradients are the same bit for bit (test_policy)
+    # eye(S) @ W1 is W1[s] exactly: values and gradients are the same bit for bit (test_mlp_model)
     h = ACTIVATIONS[activation](params["W1"] + params["b1"][:, None])  # (N, S, H)
     logits = torch.baddbmm(params["b2"][:, None], h, params["W2"])  # (N, S, A)
     return torch.log_softmax(logits, dim=-1)
