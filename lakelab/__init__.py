@@ -9,7 +9,8 @@ The foundations, in reading order:
   ``lakelab.reductions`` (S(y), A(y), IFT's token weights) and ``lakelab.residual`` (IFT's
   temporal residual, eq. 17) beside them.
 - ``lakelab.registry``: every objective by name with its formula, paper and hyper-parameters,
-  and ``compute_objective``, what the training loops call.
+  and ``compute_objective``, what the training loops call; ``register_objective`` adds your
+  own (``lakelab.objective_spec`` says what a well-formed one is).
 - ``lakelab.analysis``: gradients w.r.t. chosen/rejected log-probs (the ASFT claim).
 - ``lakelab.plotting``: lakes with values as heatmaps and policies as arrows.
 - Shared by both tracks: ``validate`` (range checks), ``configs`` (what both configs share),
@@ -34,18 +35,34 @@ from lakelab.solver import (
     value_iteration,
 )
 
+# the registry imports torch: its names load on first use, so `lakelab solve` stays light
+_FROM_REGISTRY = ("HyperParam", "Objective", "register_objective", "unregister_objective")
+
+
+def __getattr__(name: str):
+    if name in _FROM_REGISTRY:
+        from lakelab import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'lakelab' has no attribute {name!r}")
+
+
 __all__ = [
     "PRESETS",
+    "HyperParam",
     "Lake",
+    "Objective",
     "Solution",
     "TabularMDP",
     "finite_horizon_values",
     "make_lake",
     "policy_evaluation",
     "random_lake",
+    "register_objective",
     "soft_value_iteration",
     "state_visitation",
     "success_probability",
+    "unregister_objective",
     "value_iteration",
 ]
 __version__ = "0.1.0"

@@ -18,8 +18,8 @@ training loop uses them (for the mixed forward pass), so they are not passed to 
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,90 +27,27 @@ from typing import Any
 import torch
 
 from lakelab import objectives as obj
+from lakelab.objective_spec import HyperParam, Objective, check_objective
 from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
 from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
-from lakelab.validate import Interval, check_choice
+from lakelab.validate import Interval
 
 __all__ = [
     "OBJECTIVES",
     "HyperParam",
     "Objective",
     "SequenceLogps",
+    "check_objective",
     "compute_objective",
     "get_objective",
+    "load_entry_points",
     "loss_on",
     "markdown_table",
+    "register_objective",
     "resolve_hparams",
     "sequence_inputs",
+    "unregister_objective",
 ]
-
-REDUCTIONS = ("mean", "sum", "tokens")
-
-
-@dataclass(frozen=True)
-class HyperParam:
-    """One knob of an objective, with its default and allowed values."""
-
-    name: str
-    default: Any
-    interval: Interval | None = None
-    """Allowed range of a numeric knob (declared beside the loss that checks it)."""
-    choices: tuple[str, ...] | None = None
-    """Allowed values for a categorical knob (then ``interval`` is unused)."""
-    help: str = ""
-    model_side: bool = False
-    """True for knobs the training loop uses rather than the loss (IFT's lam, residual)."""
-
-    @property
-    def low(self) -> float | None:
-        return None if self.interval is None else self.interval.low
-
-    @property
-    def high(self) -> float | None:
-        return None if self.interval is None else self.interval.high
-
-    def check(self, value: Any, objective: str) -> Any:
-        """Return `value` (numbers as float) if allowed, else raise ValueError naming it."""
-        name = f"{objective}: {self.name}"
-        if self.choices is not None:
-            return check_choice(name, value, self.choices)
-        return (self.interval or Interval()).check(name, value)
-
-
-@dataclass(frozen=True)
-class Objective:
-    """An objective: its loss function in `lakelab.objectives`, its facts and what it needs."""
-
-    name: str
-    title: str
-    loss_fn: Callable[..., tuple[torch.Tensor, dict]]  # metrics: floats, or (B,) if "none"
-    needs_pairs: bool
-    """True if it needs a rejected response (DPO, IPO, ORPO, ASFT, SimPO)."""
-    needs_reference: bool
-    """True if it needs reference-policy log-probs (DPO, IPO)."""
-    reduction: str
-    """"sum" -> S(y), "mean" -> A(y), "tokens" -> per-token log-probs with mask (IFT)."""
-    hyperparams: tuple[HyperParam, ...]
-    summary: str
-    """One sentence: what the objective does."""
-    formula: str
-    """The per-sequence loss in plain text, clauses separated by "; ", each as written in the
-    loss function's docstring (tested)."""
-    latex: str
-    """The same formula in LaTeX (the app's explorer)."""
-    paper: str
-    """Authors, year and arXiv id (or what the objective comes from)."""
-    equation: str = ""
-    """Where in the paper the formula stands, e.g. "eq. 7"; empty if nowhere."""
-    mixed_pass: bool = False
-    """True if the training loop must run a second forward pass on inputs mixed with the
-    model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
-    ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
-
-    @property
-    def citation(self) -> str:
-        """The paper and, where there is one, the equation: "Rafailov et al. ..., eq. 7"."""
-        return f"{self.paper}, {self.equation}" if self.equation else self.paper
 
 
 def _real(name: str, default: float, interval: Interval, **kw: Any) -> HyperParam:
@@ -272,8 +209,75 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
+# -- your own objectives ----------------------------------------------------------------------
+
+BUILTINS = tuple(OBJECTIVES)
+"""The objectives lakelab ships; ``register_objective`` adds others beside them."""
+ENTRY_POINT_GROUP = "lakelab.objectives"
+"""Packages register objectives under this entry-point group: each entry point names an
+``Objective`` (``[project.entry-points."lakelab.objectives"] mine = "pkg.mod:OBJECTIVE"``)."""
+
+
+def register_objective(objective: Objective) -> Objective:
+    """Add ``objective`` to the registry, so that it runs wherever a built-in one does: both
+    tracks (``LakeConfig(methods=(...))``, ``LMConfig``), sweeps, the app's explorer.
+
+    ``objective.loss_fn`` is called like the built-ins (``lakelab.objectives``): positional
+    inputs from ``sequence_inputs`` (A(y) or S(y) per sequence (B,), chosen first, then
+    rejected if ``needs_pairs``, then the reference's two if ``needs_reference``; or, for
+    ``reduction="tokens"``, the chosen per-token log-probs and mask (B, T)), the non-model-side
+    hyper-parameters as keywords, and ``reduction`` ("mean": a scalar loss and float metrics;
+    "none": per-sequence losses and metrics). It returns ``(loss, metrics)``.
+
+    A malformed objective raises ValueError naming the field; so does a name already taken.
+    Worker processes that are forked (``lakelab lake`` on Linux) see it; spawned ones (the
+    sweep's local pool, Ray) only if it is registered on import, e.g. by an entry point of
+    group ``lakelab.objectives`` (``load_entry_points``).
+    """
+    check_objective(objective)
+    if objective.name in OBJECTIVES:
+        raise ValueError(
+            f"name: objective {objective.name!r} is already registered; registered: "
+            f"{sorted(OBJECTIVES)} (unregister_objective removes one you registered)"
+        )
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+def unregister_objective(name: str) -> None:
+    """Remove an objective registered with ``register_objective`` (not a built-in one)."""
+    if name in BUILTINS:
+        raise ValueError(f"{name!r} is built in and cannot be unregistered")
+    get_objective(name)
+    del OBJECTIVES[name]
+
+
+def load_entry_points() -> list[str]:
+    """Register every objective that installed packages declare under the entry-point group
+    ``lakelab.objectives``; returns the names registered. A broken entry point raises
+    ValueError naming it."""
+    found = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in OBJECTIVES:
+            continue
+        try:
+            objective = entry.load()
+        except Exception as err:
+            raise ValueError(f"entry point {entry.name!r} ({entry.value}) failed: {err}") from err
+        if not isinstance(objective, Objective) or objective.name != entry.name:
+            raise ValueError(
+                f"entry point {entry.name!r} ({entry.value}) must name an Objective called "
+                f"{entry.name!r}, got {objective!r}"
+            )
+        found.append(register_objective(objective).name)
+    return found
+
+
 def get_objective(name: str) -> Objective:
-    """The Objective registered under `name`; ValueError listing the valid names otherwise."""
+    """The Objective registered under `name`; ValueError listing the valid names otherwise.
+    An unknown name first loads the installed packages' entry points (``load_entry_points``)."""
+    if name not in OBJECTIVES:
+        load_entry_points()
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; valid: {sorted(OBJECTIVES)}")
     return OBJECTIVES[name]
@@ -372,9 +376,9 @@ README_END = "<!-- objectives: end -->"
 
 
 def markdown_table() -> str:
-    """The README's objective table, one row per registered objective."""
+    """The README's objective table, one row per built-in objective."""
     rows = ["| objective | formula | paper |", "|---|---|---|"]
-    for o in OBJECTIVES.values():
+    for o in (OBJECTIVES[name] for name in BUILTINS):
         rows.append(f"| {o.title} (`{o.name}`) | `{o.formula}` | {o.citation} |")
     return "\n".join(rows)
 

@@ -1,0 +1,157 @@
+"""What an objective is: its hyper-parameters (``HyperParam``) and its entry (``Objective``),
+and ``check_objective``, which says what is wrong with a malformed one.
+
+``lakelab.registry`` holds the entries by name; this module only defines their shape, so
+that a user's objective is checked against exactly what the training loops rely on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lakelab.validate import Interval, check_choice
+
+__all__ = ["REDUCTIONS", "HyperParam", "Objective", "check_objective"]
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+REDUCTIONS = ("mean", "sum", "tokens")
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One knob of an objective, with its default and allowed values."""
+
+    name: str
+    default: Any
+    interval: Interval | None = None
+    """Allowed range of a numeric knob (declared beside the loss that checks it)."""
+    choices: tuple[str, ...] | None = None
+    """Allowed values for a categorical knob (then ``interval`` is unused)."""
+    help: str = ""
+    model_side: bool = False
+    """True for knobs the training loop uses rather than the loss (IFT's lam, residual)."""
+
+    @property
+    def low(self) -> float | None:
+        return None if self.interval is None else self.interval.low
+
+    @property
+    def high(self) -> float | None:
+        return None if self.interval is None else self.interval.high
+
+    def check(self, value: Any, objective: str) -> Any:
+        """Return `value` (numbers as float) if allowed, else raise ValueError naming it."""
+        name = f"{objective}: {self.name}"
+        if self.choices is not None:
+            return check_choice(name, value, self.choices)
+        return (self.interval or Interval()).check(name, value)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """An objective: its loss function in `lakelab.objectives`, its facts and what it needs."""
+
+    name: str
+    title: str
+    loss_fn: Callable[..., tuple[torch.Tensor, dict]]  # metrics: floats, or (B,) if "none"
+    needs_pairs: bool
+    """True if it needs a rejected response (DPO, IPO, ORPO, ASFT, SimPO)."""
+    needs_reference: bool
+    """True if it needs reference-policy log-probs (DPO, IPO)."""
+    reduction: str
+    """"sum" -> S(y), "mean" -> A(y), "tokens" -> per-token log-probs with mask (IFT)."""
+    hyperparams: tuple[HyperParam, ...]
+    summary: str
+    """One sentence: what the objective does."""
+    formula: str
+    """The per-sequence loss in plain text, clauses separated by "; ", each as written in the
+    loss function's docstring (tested)."""
+    latex: str
+    """The same formula in LaTeX (the app's explorer)."""
+    paper: str
+    """Authors, year and arXiv id (or what the objective comes from)."""
+    equation: str = ""
+    """Where in the paper the formula stands, e.g. "eq. 7"; empty if nowhere."""
+    mixed_pass: bool = False
+    """True if the training loop must run a second forward pass on inputs mixed with the
+    model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
+    ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
+
+    @property
+    def citation(self) -> str:
+        """The paper and, where there is one, the equation: "Rafailov et al. ..., eq. 7"."""
+        return f"{self.paper}, {self.equation}" if self.equation else self.paper
+
+
+def check_objective(objective: Objective) -> None:
+    """ValueError naming the first field of ``objective`` that is malformed."""
+    if not isinstance(objective, Objective):
+        raise ValueError(f"expected an Objective, got {type(objective).__name__}")
+    o = objective
+    if not isinstance(o.name, str) or not _NAME.match(o.name):
+        raise ValueError(
+            f"name must be lower-case letters, digits and '_', starting with a letter (it names "
+            f"files, CLI values and sweep knobs), got {o.name!r}"
+        )
+    for field in ("needs_pairs", "needs_reference", "mixed_pass"):
+        if not isinstance(getattr(o, field), bool):
+            raise ValueError(f"{o.name}: {field} must be True or False, got {getattr(o, field)!r}")
+    check_choice(f"{o.name}: reduction", o.reduction, REDUCTIONS)
+    if o.needs_reference and not o.needs_pairs:
+        raise ValueError(
+            f"{o.name}: needs_reference needs needs_pairs (the reference scores pairs)"
+        )
+    if o.reduction == "tokens" and o.needs_pairs:
+        raise ValueError(f"{o.name}: reduction 'tokens' takes the chosen responses only")
+    for field in ("title", "summary", "formula", "latex", "paper", "equation"):
+        if not isinstance(getattr(o, field), str):
+            raise ValueError(f"{o.name}: {field} must be a string, got {getattr(o, field)!r}")
+    if not isinstance(o.hyperparams, tuple) or not all(
+        isinstance(hp, HyperParam) for hp in o.hyperparams
+    ):
+        raise ValueError(
+            f"{o.name}: hyperparams must be a tuple of HyperParam, got {o.hyperparams!r}"
+        )
+    names = [hp.name for hp in o.hyperparams]
+    if len(set(names)) != len(names) or "reduction" in names:
+        raise ValueError(f"{o.name}: hyperparams names must be distinct, not 'reduction': {names}")
+    for hp in o.hyperparams:
+        if (hp.choices is None) == (hp.interval is None):
+            raise ValueError(f"{o.name}: hyperparam {hp.name!r} needs an interval or choices")
+        try:
+            hp.check(hp.default, o.name)
+        except ValueError as err:
+            raise ValueError(
+                f"{o.name}: the default of {hp.name!r} is not allowed: {err}"
+            ) from None
+    if o.mixed_pass and (o.reduction != "tokens" or not {"lam", "residual"} <= set(names)):
+        raise ValueError(
+            f"{o.name}: mixed_pass needs reduction 'tokens' and model-side hyperparams 'lam' "
+            "and 'residual' (the training loops' second pass reads them)"
+        )
+    _check_signature(o)
+
+
+def _check_signature(o: Objective) -> None:
+    """``loss_fn`` must take the inputs positionally and its knobs and ``reduction`` by name."""
+    if not callable(o.loss_fn):
+        raise ValueError(f"{o.name}: loss_fn must be callable, got {o.loss_fn!r}")
+    n_inputs = 2 if o.reduction == "tokens" else 1 + o.needs_pairs + 2 * o.needs_reference
+    keywords = {hp.name: hp.default for hp in o.hyperparams if not hp.model_side}
+    try:
+        inspect.signature(o.loss_fn).bind(*range(n_inputs), **keywords, reduction="mean")
+    except TypeError as err:
+        raise ValueError(
+            f"{o.name}: loss_fn must accept {n_inputs} positional inputs and the keywords "
+            f"{sorted([*keywords, 'reduction'])}: {err}"
+        ) from None
+    except ValueError:  # a builtin without a signature: trust it
+        pass
