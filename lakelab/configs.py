@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+from lakelab.validate import check_nonneg_int, check_positive_int
 
 __all__ = ["TrackConfig", "canonical_json", "choose_preset"]
 
@@ -29,6 +30,13 @@ class TrackConfig:
     hparams: dict[str, dict[str, Any]]
     seeds: int
     first_seed: int
+
+    def check_ints(self, positive: tuple[str, ...], nonneg: tuple[str, ...] = ()) -> None:
+        """The named fields are integers >= 1 (``positive``) or >= 0 (``nonneg``), stored as
+        Python ints (a numpy integer would not survive ``to_dict``'s JSON)."""
+        for names, check in ((positive, check_positive_int), (nonneg, check_nonneg_int)):
+            for name in names:
+                object.__setattr__(self, name, check(name, getattr(self, name)))
 
     def check_methods(self) -> None:
         """``methods``: a non-empty list of distinct registered objectives (stored as a tuple);
@@ -97,6 +105,8 @@ class TrackConfig:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"config file {path} is not valid JSON: {err}") from None
+        except OSError as err:
+            raise ValueError(f"cannot read config file {path}: {err.strerror}") from None
         return cls.from_dict(data, base)
 
 

@@ -82,17 +82,17 @@ class Interval:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    """An integer >= 1 (Python's or numpy's; not a bool)."""
+    """An integer >= 1 (Python's or numpy's; not a bool), returned as ``int``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_nonneg_int(name: str, value: Any) -> int:
-    """An integer >= 0 (Python's or numpy's; not a bool)."""
+    """An integer >= 0 (Python's or numpy's; not a bool), returned as ``int``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

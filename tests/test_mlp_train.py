@@ -24,6 +24,9 @@ SMALL = PRESETS["quick"].replace(
 )
 PROTOCOLS = {
     "offline-single": SMALL.replace(negatives="offline", chosen="single"),
+    "offline-expected-residual": SMALL.replace(
+        negatives="offline", methods=("ift",), hparams={"ift": {"residual": "expected"}}
+    ),
     "online-demos": SMALL,
     "online-initial-slippery": SMALL.replace(
         lake="4x4", slippery=True, offline_source="initial", methods=("sft", "ift", "dpo")

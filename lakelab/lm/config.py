@@ -16,7 +16,7 @@ from typing import Any
 from lakelab.configs import METHODS, TrackConfig, canonical_json, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
-from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
+from lakelab.validate import check_choice, check_real
 
 NEGATIVE_MODES = ("offline", "online")
 
@@ -80,12 +80,11 @@ class LMConfig(TrackConfig):
     """Seeds are first_seed .. first_seed + seeds - 1."""
 
     def __post_init__(self) -> None:
-        for name in ("size", "n_train", "n_test", "max_moves", "corpus_per_lake", "batch_size"):
-            check_positive_int(name, getattr(self, name))
-        for name in ("pretrain_log_every", "log_every", "seeds"):
-            check_positive_int(name, getattr(self, name))
-        for name in ("pretrain_steps", "align_steps", "lake_seed", "first_seed"):
-            check_nonneg_int(name, getattr(self, name))
+        sizes = ("size", "n_train", "n_test", "max_moves", "corpus_per_lake", "batch_size")
+        self.check_ints(
+            positive=(*sizes, "pretrain_log_every", "log_every", "seeds"),
+            nonneg=("pretrain_steps", "align_steps", "lake_seed", "first_seed"),
+        )
         check_real("p_frozen", self.p_frozen, 0.0, 1.0, low_open=True)
         check_real("gamma", self.gamma, 0.0, 1.0, low_open=True, high_open=True)
         check_real("tau", self.tau, 0.0, low_open=True)
@@ -152,7 +151,3 @@ PRESETS: dict[str, LMConfig] = {
 
 def preset(name: str) -> LMConfig:
     return choose_preset(PRESETS, name)
-
-
-config_from_dict = LMConfig.from_dict  # a config from a dict of fields (JSON), over a base
-load_config = LMConfig.load  # the same from a JSON file

@@ -13,7 +13,7 @@ from typing import Any
 
 from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lakes import make_lake
-from lakelab.validate import check_choice, check_nonneg_int, check_positive_int, check_real
+from lakelab.validate import check_choice, check_real
 
 CHOSEN_MODES = ("demos", "single")
 NEGATIVE_MODES = ("offline", "online")
@@ -89,18 +89,8 @@ class LakeConfig(TrackConfig):
                 f"must be < 1 (tau={self.tau}, gamma={self.gamma}): otherwise the entropy bonus "
                 "outweighs the goal and the soft optimum wanders instead of finishing"
             )
-        for name in (
-            "hidden",
-            "optimum_steps",
-            "n_demos",
-            "batch_size",
-            "log_every",
-            "seeds",
-            "max_len",
-        ):
-            check_positive_int(name, getattr(self, name))
-        check_nonneg_int("steps", self.steps)
-        check_nonneg_int("first_seed", self.first_seed)
+        positive = ("hidden", "optimum_steps", "n_demos", "batch_size", "log_every", "seeds")
+        self.check_ints(positive=(*positive, "max_len"), nonneg=("steps", "first_seed"))
         check_real("optimum_lr", self.optimum_lr, 0.0, low_open=True)
         check_real("lr", self.lr, 0.0, low_open=True)
         check_real("optimum_kl_target", self.optimum_kl_target, 0.0, low_open=True)
@@ -125,4 +115,3 @@ def preset(name: str) -> LakeConfig:
 
 
 config_from_dict = LakeConfig.from_dict  # a config from a dict of fields (JSON), over a base
-load_config = LakeConfig.load  # the same from a JSON file

@@ -2,13 +2,17 @@
 
     theta = theta_0;  reference = theta_0 (frozen)
     for step in 0 .. steps - 1:
+        every log_every steps: exact metrics from the MDP          (lakelab.mlp.metrics)
         chosen   <- batch_size trajectories of the seed's chosen pool
         rejected <- batch_size trajectories (objectives that need pairs): the offline pool,
                     or fresh episodes of the current policy, never a chosen trajectory
         logps    <- log pi_theta(a_t | s_t) of every token (IFT: on mixed inputs, eq. 17)
         loss     <- compute_objective(method, logps, hparams)      (lakelab.objectives)
         loss.backward();  Adam step
-        every log_every steps: exact metrics from the MDP          (lakelab.mlp.metrics)
+    exact metrics once more after the last step
+
+A logged row holds the exact metrics of the policy before that step and the objective's own
+diagnostics (``batch/...``, TRL's names) from the step just before it.
 
 A trajectory is a response: the "prompt" is the start state, each "token" an action a_t
 taken in state s_t, with log-prob log pi_theta(a_t | s_t) from the MLP on the one-hot s_t.
@@ -152,6 +156,7 @@ def sequence_logps(
     if get_objective(method).mixed_pass:  # IFT: the second pass on mixed inputs
         x_c = ift_inputs(setup, hp, theta, c.states, x_c)
     logp_c = model.token_log_probs(theta, x_c, c.actions, act)[0]  # (B, T)
+    # mixed inputs are non-zero on padding too: count the response positions only
     used = (x_c * c.mask[..., None])[0].sum((0, 1)).detach().numpy()  # (S,)
     logps = {"chosen": logp_c, "chosen_mask": c.mask[0]}
     if rejected is not None:
@@ -159,7 +164,7 @@ def sequence_logps(
         x_r = r.inputs(S)
         logps.update(rejected=model.token_log_probs(theta, x_r, r.actions, act)[0])
         logps.update(rejected_mask=r.mask[0])
-        used = used + x_r[0].sum((0, 1)).numpy()
+        used = used + x_r[0].sum((0, 1)).numpy()  # one-hot inputs: zero on padding
         if get_objective(method).needs_reference:
             with torch.no_grad():
                 logps.update(ref_chosen=model.token_log_probs(theta0, x_c, c.actions, act)[0])
@@ -186,5 +191,6 @@ def ift_inputs(
         else:
             next_state = torch.einsum("sa,sat->st", pi, P)  # (S, S')
     predicted = next_state[states[0]]  # (B, T, S): predicted at position i, for input i + 1
-    no_prompt = torch.zeros(states.shape[1:], dtype=torch.bool)  # the start state is position 0
+    # no position is prompt; position 0 keeps its input anyway, having no prediction before it
+    no_prompt = torch.zeros(states.shape[1:], dtype=torch.bool)
     return temporal_residual(x[0], predicted, no_prompt, lam=hp["lam"])[None]  # (1, B, T, S)
