@@ -1,8 +1,8 @@
 # lakelab: two commands do everything on a fresh machine.
 #   make run        reproduce the Frozen Lake figure: results/lake/figure.png (creates .venv)
-#   make test       lint + the whole test suite (creates .venv on first use; ~100 s on 2 cores)
+#   make test       lint + the whole test suite (creates .venv on first use; ~2 min on 2 cores)
 # and, while working on the code:
-#   make test-fast  lint + the tests not marked slow (~27 s on 2 cores; docs/testing.md)
+#   make test-fast  lint + the tests not marked slow (under 30 s on 2 cores; docs/testing.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

@@ -77,6 +77,7 @@ def test_lake_page_renders_optimal_and_soft_values(app):
     assert len(app.image) == 2  # hard and soft pictures
 
 
+@pytest.mark.slow  # keeps make test-fast under 30 s
 def test_lake_widgets_change_the_values(app):
     app.selectbox(key="lake_preset").select("two-paths").run()
     assert metrics(app)["V*(start)"] == f"{0.95**7:.4f}"  # 8 moves
@@ -92,6 +93,7 @@ def test_lake_widgets_change_the_values(app):
     assert not app.error and "Soft V(start), tau = 0.02" in metrics(app)
 
 
+@pytest.mark.slow  # keeps make test-fast under 30 s
 def test_random_lake_follows_its_seed(app):
     app.radio(key="lake_source").set_value("random").run()  # default: 6x6, seed 0
     rows = random_lake(6, p_frozen=0.8, seed=0).desc
@@ -158,6 +160,7 @@ def test_explorer_matches_closed_form_gradients(start):
     assert len(app.image) == 2
 
 
+@pytest.mark.slow  # keeps make test-fast under 30 s
 def test_explorer_widgets_change_the_table_and_plots(start):
     app = start(EXPLORER)
     before = app.dataframe[0].value

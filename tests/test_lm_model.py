@@ -91,6 +91,7 @@ def _samples(n: int, seed: int) -> tuple[list[list[int]], Tokens]:
     return plans, to_tokens(lakes, responses, 29)
 
 
+@pytest.mark.slow  # keeps make test-fast under 30 s
 def test_a_tiny_batch_is_overfit_and_then_generated_back():
     plans, batch = _samples(8, seed=3)
     model = TinyGPT(MODEL_PRESETS["micro"], seed=0)

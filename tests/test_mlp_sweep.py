@@ -111,6 +111,7 @@ def test_a_2x2_grid_gives_one_row_per_point_objective_and_seed(tmp_path):
     assert paths["results"].read_bytes() == before
 
 
+@pytest.mark.slow  # keeps make test-fast under 30 s
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     import lakelab.mlp.sweep_run as sweep_run
 

@@ -43,7 +43,12 @@ def assert_rows_close(fast: list[dict], slow: list[dict]) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
-@pytest.mark.parametrize("name", list(PROTOCOLS))
+SLOW = ("online-demos", "online-initial-slippery")  # online sampling in the plain loop: seconds
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in PROTOCOLS]
+)
 def test_the_plain_loop_gives_the_joint_loops_numbers(name):
     config = PROTOCOLS[name]
     setup = build_setup(config)
