@@ -4,6 +4,7 @@
     lakelab lake    the Frozen Lake experiment (an MLP policy); a resumable run directory
     lakelab sweep   a grid of lake protocols, from a TOML/JSON file or --grid knob=v1,v2
     lakelab lm      the same objectives on a tiny transformer planning on lakes
+    lakelab verify  check an objective implementation against lakelab's (exit 1 if it fails)
 
 ``lake`` and ``lm`` build their config in three layers: ``--preset``, then ``--config
 FILE.json`` (a JSON object of fields), then one flag per field of ``LakeConfig`` / ``LMConfig``
@@ -286,10 +287,53 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     lm.add_argument("--quiet", action="store_true", help="no progress bar")
     lm.set_defaults(func=_lm)
 
+    verify = sub.add_parser(
+        "verify", help="check your objective MODULE:FUNCTION against one of lakelab's"
+    )
+    verify.add_argument("target", help="MODULE:FUNCTION, e.g. mylib.losses:dpo_loss")
+    verify.add_argument("--like", required=True, help="the lakelab objective it implements")
+    verify.add_argument(
+        "--hparam", action="append", default=[], help="KEY=VALUE (repeatable), e.g. beta=0.5"
+    )
+    verify.add_argument("--inputs", default="sequences", help="sequences (TRL's signature)")
+    verify.add_argument("--json", help="also write the report to this JSON file")
+    verify.set_defaults(func=_verify)
+
     for command in field_flags:
         if command in FIELD_COMMANDS:
             _add_config_fields(sub.choices[command], command)
     return parser
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import importlib
+    import json
+
+    from lakelab.files import atomic_write_json
+    from lakelab.verify import verify
+
+    module_name, sep, attr = args.target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"the target must be MODULE:FUNCTION, got {args.target!r}")
+    sys.path.insert(0, os.getcwd())  # a module of the current directory, as python -m finds it
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load {args.target!r}: {err}") from None
+    hparams = {}
+    for item in args.hparam:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hparam takes KEY=VALUE, got {item!r}")
+        try:
+            hparams[key] = json.loads(value)
+        except json.JSONDecodeError:
+            hparams[key] = value  # a string, e.g. variant=hinge
+    report = verify(fn, like=args.like, hparams=hparams, inputs=args.inputs)
+    print(report)
+    if args.json:
+        atomic_write_json(args.json, report.to_dict())
+    return 0 if report.ok else 1
 
 
 def _add_config_fields(parser: argparse.ArgumentParser, command: str) -> None:
