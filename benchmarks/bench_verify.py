@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_verify.py [--repeats 5]
 
-Each objective's own loss function (``lakelab.registry``) is verified against itself, on one
-torch thread; median over ``--repeats`` runs, after one warm-up run.
+Each objective's own loss function (``lakelab.registry``) is verified against itself in both
+forms (per-sequence inputs, and per-token ``SequenceLogps`` through ``compute_objective``),
+on one torch thread; median over ``--repeats`` runs, after one warm-up run.
 """
 
 from __future__ import annotations
@@ -14,8 +15,19 @@ import time
 
 import torch
 
-from lakelab.registry import OBJECTIVES
+from lakelab.registry import OBJECTIVES, compute_objective
 from lakelab.verify import verify
+
+
+def timed(fn, like: str, inputs: str, repeats: int) -> tuple[int, float]:
+    verify(fn, like=like, inputs=inputs)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        report = verify(fn, like=like, inputs=inputs)
+        times.append(time.perf_counter() - t0)
+    assert report.ok, report
+    return len(report.checks), statistics.median(times)
 
 
 def main() -> None:
@@ -23,23 +35,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| objective | checks | seconds (median) |")
-    print("|---|---|---|")
+    print("| objective | form | checks | seconds (median) |")
+    print("|---|---|---|---|")
     for name, objective in OBJECTIVES.items():
-        if objective.reduction == "tokens":
-            continue  # per-token objectives: not in the sequences form
 
-        def fn(*inputs, objective=objective, **knobs):
-            return objective.loss_fn(*inputs, **knobs)[0]
+        def per_token(logps, name=name, **knobs):
+            return compute_objective(name, logps, knobs)[0]
 
-        verify(fn, like=name)  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            report = verify(fn, like=name)
-            times.append(time.perf_counter() - t0)
-        assert report.ok, report
-        print(f"| {name} | {len(report.checks)} | {statistics.median(times):.3f} |")
+        forms = {"tokens": per_token}
+        if objective.reduction != "tokens":
+            forms["sequences"] = lambda *x, objective=objective, **k: objective.loss_fn(*x, **k)[0]
+        for form, fn in forms.items():
+            checks, seconds = timed(fn, name, form, args.repeats)
+            print(f"| {name} | {form} | {checks} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -295,7 +295,11 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     verify.add_argument(
         "--hparam", action="append", default=[], help="KEY=VALUE (repeatable), e.g. beta=0.5"
     )
-    verify.add_argument("--inputs", default="sequences", help="sequences (TRL's signature)")
+    verify.add_argument(
+        "--inputs",
+        default="sequences",
+        help="sequences (TRL's signature, per-sequence log-probs) or tokens (a SequenceLogps)",
+    )
     verify.add_argument("--json", help="also write the report to this JSON file")
     verify.set_defaults(func=_verify)
 

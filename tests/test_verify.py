@@ -145,9 +145,9 @@ def test_garbage_gets_report_lines_never_a_traceback(fn, said):
 
 
 def test_bad_arguments_are_clear_errors():
-    with pytest.raises(ValueError, match="per-token log-probs"):
+    with pytest.raises(ValueError, match="per-token log-probs: use inputs='tokens'"):
         verify(sft, like="ift")
-    with pytest.raises(ValueError, match=r"inputs must be one of \['sequences'\]"):
+    with pytest.raises(ValueError, match=r"inputs must be one of \['sequences', 'tokens'\]"):
         verify(sft, like="sft", inputs="logits")
     with pytest.raises(ValueError, match="unknown objective 'dop'"):
         verify(dpo, like="dop")
@@ -178,4 +178,88 @@ def test_the_command_exits_1_on_a_failing_check_and_writes_json(tmp_path, monkey
     assert main(["verify", "my_losses:missing", "--like", "dpo"]) == 2
     assert "cannot load 'my_losses:missing'" in capsys.readouterr().err
     assert main(["verify", "my_losses", "--like", "dpo"]) == 2
+    assert main(["verify", "my_losses:good", "--like", "dpo", "--inputs", "logits"]) == 2
     assert main(["verify", "my_losses:good", "--like", "dpo", "--hparam", "beta"]) == 2
+
+
+# -- the per-token form: where masking and length-normalisation bugs live ---------------------
+
+
+def summed(x, mask):
+    return torch.where(mask, x, 0.0).sum(-1)
+
+
+def mean(x, mask):
+    return summed(x, mask) / mask.sum(-1)
+
+
+def margin(logps, reduce, rejected_mask=None):
+    """(R(y_w) - R_ref(y_w)) - (R(y_l) - R_ref(y_l)) with R the given reduction."""
+    mc, mr = logps.chosen_mask, logps.rejected_mask if rejected_mask is None else rejected_mask
+    chosen = reduce(logps.chosen, mc) - reduce(logps.ref_chosen, mc)
+    return chosen - (reduce(logps.rejected, mr) - reduce(logps.ref_rejected, mr))
+
+
+def dpo_tokens(logps, beta=0.1, label_smoothing=0.0):
+    d = beta * margin(logps, summed)
+    return (-(1 - label_smoothing) * F.logsigmoid(d) - label_smoothing * F.logsigmoid(-d)).mean()
+
+
+def ipo_tokens(logps, beta=0.1):
+    return ((margin(logps, mean) - 1 / (2 * beta)) ** 2).mean()
+
+
+def sft_tokens(logps):
+    return -mean(logps.chosen, logps.chosen_mask).mean()
+
+
+def test_correct_per_token_implementations_pass_every_check():
+    for fn, like in ((dpo_tokens, "dpo"), (ipo_tokens, "ipo"), (sft_tokens, "sft")):
+        report = assert_objective(fn, like=like, inputs="tokens")
+        assert "masked_contents" in [c.name for c in report.checks]
+
+
+def test_ift_is_checked_in_the_per_token_form():
+    from lakelab.objectives import ift_loss
+
+    def ift(logps, gamma=0.95, weighting="loss"):
+        return ift_loss(logps.chosen, logps.chosen_mask, gamma=gamma, weighting=weighting)[0]
+
+    assert verify(ift, like="ift", inputs="tokens", hparams={"gamma": 0.5}).ok
+    bugs = failed(verify(lambda logps, gamma=0.95: ift(logps), like="ift", inputs="tokens"))
+    assert "hparam/gamma" in bugs  # gamma accepted but ignored
+
+
+def test_ipo_on_summed_log_probs_is_named():  # trl#1022
+    def ipo_on_sums(logps, beta=0.1):
+        return ((margin(logps, summed) - 1 / (2 * beta)) ** 2).mean()
+
+    bugs = failed(verify(ipo_on_sums, like="ipo", inputs="tokens"))
+    assert bugs["agrees/random"] == "uses summed log-probs where ipo uses mean ones"
+
+
+def test_dpo_on_mean_log_probs_is_named():
+    def dpo_on_means(logps, beta=0.1, label_smoothing=0.0):
+        return (-F.logsigmoid(beta * margin(logps, mean))).mean()
+
+    bugs = failed(verify(dpo_on_means, like="dpo", inputs="tokens"))
+    assert bugs["agrees/random"] == "uses mean log-probs where dpo uses summed ones"
+
+
+def test_a_token_level_batch_mean_is_named():
+    def token_mean(logps):
+        m = logps.chosen_mask
+        return -(logps.chosen * m).sum() / m.sum()
+
+    bugs = failed(verify(token_mean, like="sft", inputs="tokens"))
+    assert "token-level mean over the batch" in bugs["agrees/random"]
+
+
+def test_an_unmasked_rejected_prompt_leaks_and_is_caught():  # OpenRLHF#294
+    def prompt_leak(logps, beta=0.1, label_smoothing=0.0):
+        mr = logps.rejected_mask
+        with_prompt = torch.cumsum(mr.flip(-1).int(), -1).flip(-1) > 0  # prompt and response
+        return (-F.logsigmoid(beta * margin(logps, summed, with_prompt))).mean()
+
+    bugs = failed(verify(prompt_leak, like="dpo", inputs="tokens"))
+    assert "prompt or padding positions leak" in bugs["masked_contents"]
