@@ -91,9 +91,8 @@ def test_shares_split_the_methods_by_cost():
     assert runs.shares(cfg, [], 2) == []
 
 
-def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, monkeypatch):
-    out = shutil.copytree(finished, tmp_path / "run")
-    before = (out / "metrics.csv").read_bytes()
+def spy_on_training(monkeypatch) -> list[tuple[str, tuple[int, ...]]]:
+    """The (method, seed indices) run_lake trains from now on, in a list it appends to."""
     trained = []
     real_train = runs.train_methods
 
@@ -102,6 +101,13 @@ def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, 
         return real_train(setup, todo, progress=progress)
 
     monkeypatch.setattr(runs, "train_methods", spy)
+    return trained
+
+
+def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, monkeypatch):
+    out = shutil.copytree(finished, tmp_path / "run")
+    before = (out / "metrics.csv").read_bytes()
+    trained = spy_on_training(monkeypatch)
     run_lake(SMALL, out)  # everything finished: nothing trains
     assert trained == []
     assert (out / "metrics.csv").read_bytes() == before
@@ -122,14 +128,7 @@ def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, 
 
 def test_more_seeds_resume_only_the_new_ones(finished, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
-    trained = []
-    real_train = runs.train_methods
-
-    def spy(setup, todo, *, progress=None):
-        trained.extend((method, tuple(seed_index)) for method, seed_index in todo.items())
-        return real_train(setup, todo, progress=progress)
-
-    monkeypatch.setattr(runs, "train_methods", spy)
+    trained = spy_on_training(monkeypatch)
     run_lake(SMALL.replace(seeds=3), out)
     assert sorted(trained) == [("dpo", (2,)), ("sft", (2,))]
     assert len(pd.read_csv(out / "metrics.csv")) == 2 * 3 * 3
