@@ -1,0 +1,86 @@
+"""golden/objectives-v1.json: up to date with the code, and its values agree with the
+independent oracles of tests/oracles.py (plain-Python formulas), losses and gradients."""
+
+import json
+import random
+
+import pytest
+
+from lakelab.golden import PATH, VERSION, golden_cases
+from lakelab.registry import resolve_hparams
+from tests import oracles
+
+DOCUMENT = json.loads(PATH.read_text())
+
+
+def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
+    """The case's batch-mean loss from the oracles, on the masked reductions of its inputs."""
+    hp = resolve_hparams(objective, hparams)
+    mc = [[int(m) for m in row] for row in inputs["chosen_mask"]]
+    if objective == "ift":
+        return oracles.ift_loss(inputs["chosen"], mc, hp["gamma"], hp["weighting"])
+    reduce = oracles.masked_sum if objective == "dpo" else oracles.masked_mean
+    c = [reduce(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
+    if objective == "sft":
+        return -sum(c) / len(c)
+    mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
+    r = [reduce(row, m) for row, m in zip(inputs["rejected"], mr, strict=True)]
+    if objective in ("dpo", "ipo"):
+        rc = [reduce(row, m) for row, m in zip(inputs["ref_chosen"], mc, strict=True)]
+        rr = [reduce(row, m) for row, m in zip(inputs["ref_rejected"], mr, strict=True)]
+        if objective == "dpo":
+            return oracles.dpo_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
+        return oracles.ipo_loss(c, r, rc, rr, hp["beta"])
+    if objective == "orpo":
+        return oracles.orpo_loss(c, r, hp["lam"])
+    if objective == "asft":
+        return oracles.asft_loss(c, r, hp["lam"], hp["beta"])
+    return oracles.simpo_loss(c, r, hp["beta"], hp["gamma"])
+
+
+def test_the_file_is_the_codes_current_output():
+    assert DOCUMENT["version"] == VERSION
+    fresh = golden_cases()
+    assert [(c["objective"], c["hparams"]) for c in fresh] == [
+        (c["objective"], c["hparams"]) for c in DOCUMENT["cases"]
+    ], "regenerate: python -m lakelab.golden"
+    for new, old in zip(fresh, DOCUMENT["cases"], strict=True):
+        assert new["inputs"] == old["inputs"]  # exact: seeded draws written with repr
+        assert new["loss"] == pytest.approx(old["loss"], rel=1e-12)  # libm may differ in ulps
+        for field, grad in new["grad"].items():
+            flat_new = [x for row in grad for x in row]
+            flat_old = [x for row in old["grad"][field] for x in row]
+            assert flat_new == pytest.approx(flat_old, rel=1e-10, abs=1e-14)
+
+
+@pytest.mark.parametrize("case", DOCUMENT["cases"], ids=lambda c: f"{c['objective']}{c['hparams']}")
+def test_golden_losses_and_gradients_agree_with_the_oracles(case):
+    name, hp, inputs = case["objective"], case["hparams"], case["inputs"]
+    assert case["loss"] == pytest.approx(oracle_loss(name, hp, inputs), rel=1e-12)
+    rng = random.Random(0)
+    for field, grad in case["grad"].items():
+        mask = inputs["chosen_mask" if field in ("chosen", "ref_chosen") else "rejected_mask"]
+        for b, row in enumerate(grad):
+            for t, g in enumerate(row):
+                if not mask[b][t]:
+                    assert g == 0.0, (field, b, t)  # prompt and padding get no gradient
+        # central differences of the oracle at two masked positions
+        positions = [(b, t) for b, row in enumerate(mask) for t, m in enumerate(row) if m]
+        for b, t in rng.sample(positions, 2):
+            h = 1e-6
+            up = json.loads(json.dumps(inputs))
+            down = json.loads(json.dumps(inputs))
+            up[field][b][t] += h
+            down[field][b][t] -= h
+            slope = (oracle_loss(name, hp, up) - oracle_loss(name, hp, down)) / (2 * h)
+            assert grad[b][t] == pytest.approx(slope, rel=1e-5, abs=1e-8), (field, b, t)
+
+
+def test_the_check_command_says_whether_the_file_is_current(tmp_path, monkeypatch, capsys):
+    import lakelab.golden as golden
+
+    assert golden.main(["--check"]) == 0  # the committed file, byte for byte
+    monkeypatch.setattr(golden, "PATH", tmp_path / "objectives-v1.json")
+    assert golden.main(["--check"]) == 1  # missing
+    assert golden.main([]) == 0 and golden.main(["--check"]) == 0  # written, then current
+    assert "up to date" in capsys.readouterr().out
