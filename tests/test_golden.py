@@ -53,6 +53,7 @@ def test_the_file_is_the_codes_current_output():
             assert flat_new == pytest.approx(flat_old, rel=1e-10, abs=1e-14)
 
 
+@pytest.mark.slow  # central differences of plain-Python oracles: seconds
 @pytest.mark.parametrize("case", DOCUMENT["cases"], ids=lambda c: f"{c['objective']}{c['hparams']}")
 def test_golden_losses_and_gradients_agree_with_the_oracles(case):
     name, hp, inputs = case["objective"], case["hparams"], case["inputs"]
