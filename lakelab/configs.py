@@ -18,7 +18,7 @@ from typing import Any, Self
 from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
 from lakelab.validate import check_nonneg_int, check_positive_int
 
-__all__ = ["TrackConfig", "canonical_json", "choose_preset"]
+__all__ = ["TrackConfig", "choose_preset"]
 
 METHODS = tuple(OBJECTIVES)
 
@@ -79,7 +79,8 @@ class TrackConfig:
     def fingerprint(self, *, exclude: tuple[str, ...] = ("methods", "seeds")) -> str:
         """What a finished (method, seed) cell depends on, as canonical JSON: a run directory
         can be resumed with more methods or seeds, but not with another protocol."""
-        return canonical_json(self.to_dict(), exclude)
+        d = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Self | None = None) -> Self:
@@ -108,11 +109,6 @@ class TrackConfig:
         except OSError as err:
             raise ValueError(f"cannot read config file {path}: {err.strerror}") from None
         return cls.from_dict(data, base)
-
-
-def canonical_json(config: dict[str, Any], exclude: tuple[str, ...] = ("methods", "seeds")) -> str:
-    """A config dict as sorted JSON without the ``exclude`` fields: its protocol."""
-    return json.dumps({k: v for k, v in config.items() if k not in exclude}, sort_keys=True)
 
 
 def choose_preset(presets: dict[str, Any], name: str) -> Any:

@@ -13,7 +13,6 @@ recomputed, never trusted. Every file is written atomically (``lakelab.files``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +56,16 @@ def write_cell(
     return atomic_write_json(cell_path(out, method, seed), cell, indent=None)
 
 
-def check_protocol(out: Path, protocol: str, fingerprint: Callable[[dict], str]) -> None:
-    """Refuse to resume ``out`` if its config.json is of another protocol than ``protocol``
-    (``fingerprint`` maps a config dict to its protocol). An absent or unreadable
-    config.json is no objection: it is rewritten, and the cells are checked one by one."""
+def check_protocol(out: Path, config: Any) -> None:
+    """Refuse to resume ``out`` if its config.json is of another protocol than ``config`` (a
+    track's config, ``lakelab.configs.TrackConfig``; the old one is read through the same
+    class, so fields added since take their defaults). An absent or unreadable config.json is
+    no objection: it is rewritten, and the cells are checked one by one."""
     try:
-        old = json.loads((Path(out) / "config.json").read_text())
-        old_protocol = fingerprint(old)
-    except (OSError, ValueError, TypeError, AttributeError):
+        old = type(config).from_dict(json.loads((Path(out) / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
         return
-    if old_protocol != protocol:
+    if old.fingerprint() != config.fingerprint():
         raise ValueError(
             f"{out} holds a run of a different protocol (only methods and seeds may change "
             "when resuming); choose another --out"

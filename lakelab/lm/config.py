@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakelab.configs import METHODS, TrackConfig, canonical_json, choose_preset
+from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
 from lakelab.validate import check_choice, check_real
@@ -121,12 +121,6 @@ class LMConfig(TrackConfig):
     def seq_len(self) -> int:
         """Tokens of the longest sample: prompt, max_moves moves, end."""
         return prompt_length(self.size) + self.max_moves + 1
-
-
-def fingerprint(config: dict[str, Any]) -> str:
-    """The protocol of a config dict (e.g. a run's config.json): everything but methods and
-    seeds, as canonical JSON."""
-    return canonical_json(config)
 
 
 PRESETS: dict[str, LMConfig] = {

@@ -34,7 +34,7 @@ from lakelab.files import (
     atomic_write_json,
     atomic_write_text,
 )
-from lakelab.lm.config import LMConfig, fingerprint
+from lakelab.lm.config import LMConfig
 from lakelab.lm.data import SeedData, seed_data
 from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
@@ -91,7 +91,7 @@ def run_lm(
     ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance.
     """
     out = Path(out)
-    check_protocol(out, config.fingerprint(), fingerprint)
+    check_protocol(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
     todo = {
         seed: [m for m in config.methods if load_cell(out, config, m, seed) is None]

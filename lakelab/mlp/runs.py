@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lakelab.files import atomic_save_figure, atomic_write_json, atomic_write_text
-from lakelab.mlp.config import LakeConfig, config_from_dict
+from lakelab.mlp.config import LakeConfig
 from lakelab.mlp.experiment import MethodResult, Setup, build_setup
 from lakelab.mlp.joint import train_methods
 from lakelab.mlp.report import experiment_figure
@@ -77,7 +77,7 @@ def run_lake(
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
-    check_protocol(out, config.fingerprint(), lambda d: config_from_dict(d).fingerprint())
+    check_protocol(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
     seeds = config.seed_list
     missing = {
