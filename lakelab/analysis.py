@@ -54,14 +54,14 @@ def _point_loss(name: str, hparams: dict | None) -> Callable[..., torch.Tensor]:
     kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
 
     def loss(chosen, rejected, ref_chosen, ref_rejected):
-        if objective.reduction == "tokens":  # IFT on a one-token response
-            tokens = chosen[:, None]  # (B, 1)
-            return objective.loss_fn(tokens, torch.ones_like(tokens), **kwargs)[0]
-        args = [chosen]
-        if objective.needs_pairs:
-            args.append(rejected)
-        if objective.needs_reference:
-            args += [ref_chosen, ref_rejected]
+        if objective.reduction == "tokens":  # one-token responses (B, 1), each with its mask
+            mask = torch.ones(len(chosen), 1, dtype=torch.bool)
+            responses = [[chosen[:, None], mask], [rejected[:, None], mask]]
+            refs = [ref_chosen[:, None], ref_rejected[:, None]]
+        else:
+            responses, refs = [[chosen], [rejected]], [ref_chosen, ref_rejected]
+        args = responses[0] + (responses[1] if objective.needs_pairs else [])
+        args += refs if objective.needs_reference else []
         return objective.loss_fn(*args, **kwargs)[0]
 
     return loss

@@ -67,7 +67,7 @@ class Objective:
     needs_reference: bool
     """True if it needs reference-policy log-probs (DPO, IPO)."""
     reduction: str
-    """"sum" -> S(y), "mean" -> A(y), "tokens" -> per-token log-probs with mask (IFT)."""
+    """"sum" -> S(y), "mean" -> A(y), "tokens" -> per-token log-probs with masks (IFT)."""
     hyperparams: tuple[HyperParam, ...]
     summary: str
     """One sentence: what the objective does."""
@@ -109,8 +109,6 @@ def check_objective(objective: Objective) -> None:
         raise ValueError(
             f"{o.name}: needs_reference needs needs_pairs (the reference scores pairs)"
         )
-    if o.reduction == "tokens" and o.needs_pairs:
-        raise ValueError(f"{o.name}: reduction 'tokens' takes the chosen responses only")
     for field in ("title", "summary", "formula", "latex", "paper", "equation"):
         if not isinstance(getattr(o, field), str):
             raise ValueError(f"{o.name}: {field} must be a string, got {getattr(o, field)!r}")
@@ -144,7 +142,8 @@ def _check_signature(o: Objective) -> None:
     """``loss_fn`` must take the inputs positionally and its knobs and ``reduction`` by name."""
     if not callable(o.loss_fn):
         raise ValueError(f"{o.name}: loss_fn must be callable, got {o.loss_fn!r}")
-    n_inputs = 2 if o.reduction == "tokens" else 1 + o.needs_pairs + 2 * o.needs_reference
+    per_input = 2 if o.reduction == "tokens" else 1  # tokens: log-probs and mask (B, T)
+    n_inputs = per_input * (1 + o.needs_pairs) + 2 * o.needs_reference
     keywords = {hp.name: hp.default for hp in o.hyperparams if not hp.model_side}
     try:
         inspect.signature(o.loss_fn).bind(*range(n_inputs), **keywords, reduction="mean")

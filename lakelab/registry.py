@@ -225,7 +225,8 @@ def register_objective(objective: Objective) -> Objective:
     ``objective.loss_fn`` is called like the built-ins (``lakelab.objectives``): positional
     inputs from ``sequence_inputs`` (A(y) or S(y) per sequence (B,), chosen first, then
     rejected if ``needs_pairs``, then the reference's two if ``needs_reference``; or, for
-    ``reduction="tokens"``, the chosen per-token log-probs and mask (B, T)), the non-model-side
+    ``reduction="tokens"``, per-token log-probs and masks (B, T): chosen and its mask, then
+    rejected and its mask, then the reference's two), the non-model-side
     hyper-parameters as keywords, and ``reduction`` ("mean": a scalar loss and float metrics;
     "none": per-sequence losses and metrics). It returns ``(loss, metrics)``.
 
@@ -331,19 +332,25 @@ def compute_objective(
 def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
     """The positional inputs of objective `name`'s loss function: per-sequence reductions
     (B,) of `logps` (S or A: chosen, rejected, then the reference's), or for a token-level
-    objective the chosen token log-probs and mask (B, T). Every entry is row-wise, so the
-    inputs of a subset of rows are the same rows of these (used to evaluate many batches of
-    one step at once)."""
+    objective the per-token log-probs and masks (B, T): chosen and its mask, rejected and
+    its mask, the reference's two (as far as the objective needs them). Every entry is
+    row-wise, so the inputs of a subset of rows are the same rows of these (used to evaluate
+    many batches of one step at once)."""
     objective = get_objective(name)
     if objective.reduction == "tokens":
-        return [logps.chosen, logps.chosen_mask]
-    reduce = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
-
-    args = [reduce(logps.chosen, logps.chosen_mask)]
+        reduce = None
+        args = [logps.chosen, logps.chosen_mask]
+    else:
+        reduce = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
+        args = [reduce(logps.chosen, logps.chosen_mask)]
     if objective.needs_pairs:
         if logps.rejected is None or logps.rejected_mask is None:
             raise ValueError(f"{name} needs pairs: SequenceLogps.rejected and rejected_mask")
-        args.append(reduce(logps.rejected, logps.rejected_mask))
+        args += (
+            [logps.rejected, logps.rejected_mask]
+            if reduce is None
+            else [reduce(logps.rejected, logps.rejected_mask)]
+        )
     if objective.needs_reference:
         if logps.ref_chosen is None or logps.ref_rejected is None:
             raise ValueError(f"{name} needs a reference: SequenceLogps.ref_chosen, ref_rejected")
@@ -356,7 +363,7 @@ def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
                     f"{name}: ref_{label} must have the shape of {label} "
                     f"{tuple(policy.shape)}, got {tuple(ref.shape)}"
                 )
-            args.append(reduce(ref, mask))
+            args.append(ref if reduce is None else reduce(ref, mask))
     return args
 
 

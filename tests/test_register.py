@@ -10,11 +10,13 @@ import importlib.metadata
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import lakelab
+import lakelab.analysis
 from lakelab.lm import data as lm_data
 from lakelab.lm import train as lm_train
 from lakelab.mlp.config import PRESETS
@@ -199,3 +201,52 @@ def test_the_apps_explorer_shows_a_registered_objective(registered):
     # below the margin the hinge's gradient is -1 on A_w and +1 on A_l (here A = logp)
     assert table.loc["margin", "dL/dlogp_chosen"] == pytest.approx(-1.0)
     assert table.loc["margin", "dL/dlogp_rejected"] == pytest.approx(1.0)
+
+
+def dpo_per_token(chosen, chosen_mask, rejected, rejected_mask, ref_chosen, ref_rejected, *,
+                  beta=0.1, reduction="mean"):  # fmt: skip
+    """DPO written on per-token log-probs: the objective reduces the tokens itself."""
+
+    def summed(x, mask):
+        return torch.where(mask, x, 0.0).sum(-1)
+
+    d = beta * (
+        (summed(chosen, chosen_mask) - summed(ref_chosen, chosen_mask))
+        - (summed(rejected, rejected_mask) - summed(ref_rejected, rejected_mask))
+    )
+    losses = -torch.nn.functional.logsigmoid(d)
+    return (losses, {}) if reduction == "none" else (losses.mean(), {})
+
+
+PER_TOKEN_DPO = dataclasses.replace(
+    get_objective("dpo"),
+    name="dpo_tokens",
+    loss_fn=dpo_per_token,
+    reduction="tokens",
+    hyperparams=(get_objective("dpo").hyperparams[0],),
+)
+
+
+def test_a_per_token_objective_with_pairs_and_a_reference_is_dpo_when_it_should_be():
+    register_objective(PER_TOKEN_DPO)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = [-3 * torch.rand(4, 6, generator=g, dtype=torch.float64) for _ in range(4)]
+        masks = [torch.rand(4, 6, generator=g) < 0.6 for _ in range(2)]
+        masks = [m | (torch.arange(6) == 0) for m in masks]  # at least one token each
+        logps = SequenceLogps(x[0], masks[0], x[1], masks[1], x[2], x[3])
+        mine = compute_objective("dpo_tokens", logps, {"beta": 0.3})[0]
+        assert mine.item() == pytest.approx(
+            compute_objective("dpo", logps, {"beta": 0.3})[0].item()
+        )
+        config = PRESETS["quick"].replace(seeds=1, methods=("dpo", "dpo_tokens"), **FAST_LAKE)
+        results = train_methods(build_setup(config), ["dpo", "dpo_tokens"])
+        ours, theirs = results["dpo_tokens"].rows[0], results["dpo"].rows[0]
+        assert ours[-1]["kl_uniform"] == pytest.approx(theirs[-1]["kl_uniform"], rel=1e-6)
+        grid = np.linspace(-3.0, -0.1, 4)
+        mine = lakelab.analysis.gradient_field("dpo_tokens", grid, grid, ref_chosen_logp=-1.0)
+        theirs = lakelab.analysis.gradient_field("dpo", grid, grid, ref_chosen_logp=-1.0)
+        for key, value in theirs.items():
+            np.testing.assert_allclose(mine[key], value, rtol=1e-12)
+    finally:
+        unregister_objective("dpo_tokens")
