@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/bench_verify.py [--repeats 5]
 
-Each objective's own loss function (``lakelab.registry``) is verified against itself in both
-forms (per-sequence inputs, and per-token ``SequenceLogps`` through ``compute_objective``),
-on one torch thread; median over ``--repeats`` runs, after one warm-up run.
+Each objective's own loss function (``lakelab.registry``) is verified against itself in every
+form it has (per-sequence inputs; per-token ``SequenceLogps`` through ``compute_objective``;
+logits and labels through ``lakelab.verify.label_logps`` then ``compute_objective``), on one
+torch thread; median over ``--repeats`` runs, after one warm-up run. A mutant whose check
+``optimum`` fails (DPO with beta squared: the battery then searches for the minimiser it has
+instead) is timed too, as the slowest case.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import time
 
 import torch
 
-from lakelab.registry import OBJECTIVES, compute_objective
-from lakelab.verify import verify
+from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
+from lakelab.verify import label_logps, verify
 
 
 def timed(fn, like: str, inputs: str, repeats: int) -> tuple[int, float]:
@@ -26,7 +29,6 @@ def timed(fn, like: str, inputs: str, repeats: int) -> tuple[int, float]:
         t0 = time.perf_counter()
         report = verify(fn, like=like, inputs=inputs)
         times.append(time.perf_counter() - t0)
-    assert report.ok, report
     return len(report.checks), statistics.median(times)
 
 
@@ -42,12 +44,28 @@ def main() -> None:
         def per_token(logps, name=name, **knobs):
             return compute_objective(name, logps, knobs)[0]
 
-        forms = {"tokens": per_token}
+        def per_logit(batch, name=name, **knobs):
+            chosen, chosen_mask = label_logps(batch.chosen, batch.chosen_labels)
+            rest = [None] * 4
+            if batch.rejected is not None:
+                rest[:2] = label_logps(batch.rejected, batch.rejected_labels)
+            if batch.ref_chosen is not None:
+                rest[2] = label_logps(batch.ref_chosen, batch.chosen_labels)[0]
+                rest[3] = label_logps(batch.ref_rejected, batch.rejected_labels)[0]
+            return compute_objective(name, SequenceLogps(chosen, chosen_mask, *rest), knobs)[0]
+
+        forms = {"tokens": per_token, "logits": per_logit}
         if objective.reduction != "tokens":
             forms["sequences"] = lambda *x, objective=objective, **k: objective.loss_fn(*x, **k)[0]
         for form, fn in forms.items():
             checks, seconds = timed(fn, name, form, args.repeats)
             print(f"| {name} | {form} | {checks} | {seconds:.3f} |")
+
+    def beta_squared(c, r, rc, rr, beta=0.1, label_smoothing=0.0):  # fails `optimum`
+        return -torch.nn.functional.logsigmoid(beta**2 * ((c - rc) - (r - rr))).mean()
+
+    checks, seconds = timed(beta_squared, "dpo", "sequences", args.repeats)
+    print(f"| dpo, beta squared (a mutant) | sequences | {checks} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -298,9 +298,21 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     verify.add_argument(
         "--inputs",
         default="sequences",
-        help="sequences (TRL's signature, per-sequence log-probs) or tokens (a SequenceLogps)",
+        help="sequences (TRL's signature, per-sequence log-probs), tokens (a SequenceLogps) "
+        "or logits (a lakelab.verify.SequenceLogits: logits and labels, -100 ignored)",
     )
     verify.add_argument("--json", help="also write the report to this JSON file")
+    verify.add_argument(
+        "--lake",
+        action="store_true",
+        help="also train it beside the reference on Frozen Lake and show the exact metrics",
+    )
+    verify.add_argument(
+        "--lake-preset", default="quick", help="the lake experiment's preset (quick or paper)"
+    )
+    verify.add_argument(
+        "--out", default="results/verify", help="run directory of --lake (table and figure)"
+    )
     verify.set_defaults(func=_verify)
 
     for command in field_flags:
@@ -333,10 +345,27 @@ def _verify(args: argparse.Namespace) -> int:
             hparams[key] = json.loads(value)
         except json.JSONDecodeError:
             hparams[key] = value  # a string, e.g. variant=hinge
+    if args.lake:
+        from lakelab.mlp.config import preset
+
+        config = preset(args.lake_preset)  # a bad preset is refused before anything runs
     report = verify(fn, like=args.like, hparams=hparams, inputs=args.inputs)
     print(report)
     if args.json:
         atomic_write_json(args.json, report.to_dict())
+    if args.lake:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from lakelab.mlp.verify import on_the_lake
+
+        print(f"\non the lake: preset {args.lake_preset!r}, {config.seeds} seeds")
+        with progress_bar("fine-tuning", "step", quiet=not sys.stderr.isatty()) as progress:
+            paths, table = on_the_lake(
+                fn, args.like, hparams, args.inputs, config, args.out, progress=progress
+            )
+        print(table)
+        print(f"wrote {paths['summary']}, {paths['figure']}")
     return 0 if report.ok else 1
 
 

@@ -6,13 +6,20 @@ traceback."""
 import json
 import sys
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lakelab.cli import main
+from lakelab.mlp.config import PRESETS
+from lakelab.mlp.verify import on_the_lake
+from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
 from lakelab.testing import assert_objective
 from lakelab.verify import verify
+from tests.helpers import FAST_LAKE
+from tests.mutants import MUTANTS, margin, mean, summed
+from tests.mutants import label_logps as labelled
 
 # -- correct implementations, independent of lakelab.objectives ------------------------------
 
@@ -67,65 +74,23 @@ def test_hyper_parameters_reach_the_function():
     assert verify(simpo, like="simpo", hparams={"beta": 5.0, "gamma": 1.0}).ok
 
 
-# -- planted bugs ------------------------------------------------------------------------------
+# -- the mutants: one bug each, each caught by the check named after it --------------------
 
 
-def failed(report) -> dict[str, str]:
-    return {c.name: c.bug for c in report.checks if not c.ok}
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_every_mutant_is_caught_with_its_diagnosis(mutant):
+    report = verify(mutant.fn, like=mutant.like, hparams=mutant.hparams, inputs=mutant.inputs)
+    failed = report.failed
+    for check, words in mutant.caught.items():
+        assert check in failed, f"{mutant.name}: {check} passed\n{report}"
+        assert words in failed[check], f"{mutant.name}: {check} says {failed[check]!r}"
 
 
-def test_a_loss_scaled_by_beta_is_found_and_named():  # the trl#1612 class of bug
-    def scaled(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
-        return beta * dpo(c, r, rc, rr, beta, label_smoothing)
-
-    bugs = failed(verify(scaled, like="dpo", hparams={"beta": 0.5}))
-    assert "scaled by beta" in bugs["agrees/random"]
-
-
-def test_a_batch_sum_is_found_and_named():
-    def summed(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
-        return dpo(c, r, rc, rr, beta, label_smoothing) * len(c)
-
-    bugs = failed(verify(summed, like="dpo"))
-    assert bugs["batch_size"] == "the batch is summed instead of averaged"
-    assert "summed instead of averaged" in bugs["agrees/random"]
-
-
-def test_an_unstable_formula_fails_in_float32():
-    def unstable(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
-        d = beta * ((c - rc) - (r - rr))
-        eps = label_smoothing
-        return (
-            -(1 - eps) * torch.log(torch.sigmoid(d)) - eps * torch.log(torch.sigmoid(-d))
-        ).mean()
-
-    bugs = failed(verify(unstable, like="dpo"))
-    assert list(bugs) == ["float32"] and "logsigmoid" in bugs["float32"]
-
-
-def test_an_ignored_hyper_parameter_is_named():
-    def no_smoothing(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
-        return dpo(c, r, rc, rr, beta, 0.0)
-
-    bugs = failed(verify(no_smoothing, like="dpo"))
-    assert list(bugs) == ["hparam/label_smoothing"]
-    assert "label_smoothing is ignored" in bugs["hparam/label_smoothing"]
-
-
-def test_misaligned_pairs_are_caught():
-    def shifted(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
-        return dpo(c, r.roll(1), rc, rr.roll(1), beta, label_smoothing).mean() + 0 * c.sum()
-
-    report = verify(shifted, like="dpo")
-    assert not report.ok and "agrees/random" in failed(report)
-
-
-def test_a_wrong_gradient_with_the_right_value_is_caught():
-    def detached(c, r, rc, rr, beta=0.1, label_smoothing=0.0):  # r's gradient is lost
-        return dpo(c, r.detach() + 0 * r, rc, rr, beta, label_smoothing)
-
-    bugs = failed(verify(detached, like="dpo"))
-    assert "gradient does not" in bugs["agrees/random"]
+def test_the_mutants_cover_every_bug_class_and_form():
+    classes = {m.bug_class for m in MUTANTS}
+    assert {"masking", "length normalisation", "scale", "numerics", "reductions"} <= classes
+    assert "ignored hyper-parameter" in classes
+    assert {m.inputs for m in MUTANTS} == {"sequences", "tokens", "logits"}
 
 
 @pytest.mark.parametrize(
@@ -147,8 +112,10 @@ def test_garbage_gets_report_lines_never_a_traceback(fn, said):
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="per-token log-probs: use inputs='tokens'"):
         verify(sft, like="ift")
-    with pytest.raises(ValueError, match=r"inputs must be one of \['sequences', 'tokens'\]"):
-        verify(sft, like="sft", inputs="logits")
+    with pytest.raises(
+        ValueError, match=r"inputs must be one of \['sequences', 'tokens', 'logits'\]"
+    ):
+        verify(sft, like="sft", inputs="logs")
     with pytest.raises(ValueError, match="unknown objective 'dop'"):
         verify(dpo, like="dop")
     with pytest.raises(AssertionError, match="does not implement 'dpo'"):
@@ -178,26 +145,11 @@ def test_the_command_exits_1_on_a_failing_check_and_writes_json(tmp_path, monkey
     assert main(["verify", "my_losses:missing", "--like", "dpo"]) == 2
     assert "cannot load 'my_losses:missing'" in capsys.readouterr().err
     assert main(["verify", "my_losses", "--like", "dpo"]) == 2
-    assert main(["verify", "my_losses:good", "--like", "dpo", "--inputs", "logits"]) == 2
+    assert main(["verify", "my_losses:good", "--like", "dpo", "--inputs", "logs"]) == 2
     assert main(["verify", "my_losses:good", "--like", "dpo", "--hparam", "beta"]) == 2
 
 
 # -- the per-token form: where masking and length-normalisation bugs live ---------------------
-
-
-def summed(x, mask):
-    return torch.where(mask, x, 0.0).sum(-1)
-
-
-def mean(x, mask):
-    return summed(x, mask) / mask.sum(-1)
-
-
-def margin(logps, reduce, rejected_mask=None):
-    """(R(y_w) - R_ref(y_w)) - (R(y_l) - R_ref(y_l)) with R the given reduction."""
-    mc, mr = logps.chosen_mask, logps.rejected_mask if rejected_mask is None else rejected_mask
-    chosen = reduce(logps.chosen, mc) - reduce(logps.ref_chosen, mc)
-    return chosen - (reduce(logps.rejected, mr) - reduce(logps.ref_rejected, mr))
 
 
 def dpo_tokens(logps, beta=0.1, label_smoothing=0.0):
@@ -226,40 +178,158 @@ def test_ift_is_checked_in_the_per_token_form():
         return ift_loss(logps.chosen, logps.chosen_mask, gamma=gamma, weighting=weighting)[0]
 
     assert verify(ift, like="ift", inputs="tokens", hparams={"gamma": 0.5}).ok
-    bugs = failed(verify(lambda logps, gamma=0.95: ift(logps), like="ift", inputs="tokens"))
+    bugs = verify(lambda logps, gamma=0.95: ift(logps), like="ift", inputs="tokens").failed
     assert "hparam/gamma" in bugs  # gamma accepted but ignored
 
 
-def test_ipo_on_summed_log_probs_is_named():  # trl#1022
-    def ipo_on_sums(logps, beta=0.1):
-        return ((margin(logps, summed) - 1 / (2 * beta)) ** 2).mean()
-
-    bugs = failed(verify(ipo_on_sums, like="ipo", inputs="tokens"))
-    assert bugs["agrees/random"] == "uses summed log-probs where ipo uses mean ones"
+# -- the logits form: logits (B, T, V) and labels with -100, Hugging Face's shift ---------------
 
 
-def test_dpo_on_mean_log_probs_is_named():
-    def dpo_on_means(logps, beta=0.1, label_smoothing=0.0):
-        return (-F.logsigmoid(beta * margin(logps, mean))).mean()
-
-    bugs = failed(verify(dpo_on_means, like="dpo", inputs="tokens"))
-    assert bugs["agrees/random"] == "uses mean log-probs where dpo uses summed ones"
+def sft_logits(batch):
+    logps, mask = labelled(batch.chosen, batch.chosen_labels)
+    return -mean(logps, mask).mean()
 
 
-def test_a_token_level_batch_mean_is_named():
-    def token_mean(logps):
-        m = logps.chosen_mask
-        return -(logps.chosen * m).sum() / m.sum()
+def dpo_logits(batch, beta=0.1, label_smoothing=0.0):
+    def s(logits, labels):
+        return summed(*labelled(logits, labels))
 
-    bugs = failed(verify(token_mean, like="sft", inputs="tokens"))
-    assert "token-level mean over the batch" in bugs["agrees/random"]
+    chosen = s(batch.chosen, batch.chosen_labels) - s(batch.ref_chosen, batch.chosen_labels)
+    rejected = s(batch.rejected, batch.rejected_labels) - s(
+        batch.ref_rejected, batch.rejected_labels
+    )
+    d = beta * (chosen - rejected)
+    return (-(1 - label_smoothing) * F.logsigmoid(d) - label_smoothing * F.logsigmoid(-d)).mean()
 
 
-def test_an_unmasked_rejected_prompt_leaks_and_is_caught():  # OpenRLHF#294
-    def prompt_leak(logps, beta=0.1, label_smoothing=0.0):
-        mr = logps.rejected_mask
-        with_prompt = torch.cumsum(mr.flip(-1).int(), -1).flip(-1) > 0  # prompt and response
-        return (-F.logsigmoid(beta * margin(logps, summed, with_prompt))).mean()
+def test_correct_implementations_from_logits_pass_every_check():
+    for fn, like, hparams in ((sft_logits, "sft", {}), (dpo_logits, "dpo", {"beta": 0.4})):
+        report = assert_objective(fn, like=like, hparams=hparams, inputs="logits")
+        assert {
+            "masked_contents",
+            "closed/" + ("mean_nll" if like == "sft" else "policy_is_reference"),
+        } <= {c.name for c in report.checks}
 
-    bugs = failed(verify(prompt_leak, like="dpo", inputs="tokens"))
-    assert "prompt or padding positions leak" in bugs["masked_contents"]
+
+def _per_token(name):
+    return lambda logps, **knobs: compute_objective(name, logps, knobs)[0]
+
+
+def _per_logit(name):
+    def fn(batch, **knobs):
+        chosen, cm = labelled(batch.chosen, batch.chosen_labels)
+        rest = [None] * 4
+        if batch.rejected is not None:
+            rest[:2] = labelled(batch.rejected, batch.rejected_labels)
+        if batch.ref_chosen is not None:
+            rest[2] = labelled(batch.ref_chosen, batch.chosen_labels)[0]
+            rest[3] = labelled(batch.ref_rejected, batch.rejected_labels)[0]
+        return compute_objective(name, SequenceLogps(chosen, cm, *rest), knobs)[0]
+
+    return fn
+
+
+@pytest.mark.parametrize("like", list(OBJECTIVES))
+def test_no_built_in_objective_is_flagged_in_any_form(like):
+    objective = OBJECTIVES[like]
+    forms = {"tokens": _per_token(like), "logits": _per_logit(like)}
+    if objective.reduction != "tokens":
+        forms["sequences"] = lambda *x, **k: objective.loss_fn(*x, **k)[0]
+    for inputs, fn in forms.items():
+        assert_objective(fn, like=like, inputs=inputs)
+
+
+# -- closed forms and the tabular optimum: facts derived by hand ---------------------------------
+
+CLOSED = {
+    "sft": {"closed/mean_nll", "optimum"},
+    "ift": {"closed/gamma_0_is_sft"},
+    "dpo": {"closed/policy_is_reference", "optimum"},
+    "ipo": {"closed/policy_is_reference", "closed/target_margin", "optimum"},
+    "orpo": {"closed/equal_responses"},
+    "asft": {"closed/even_odds"},
+    "simpo": {"closed/equal_means", "optimum"},
+}
+
+
+@pytest.mark.parametrize("like", list(CLOSED))
+def test_each_objective_has_its_closed_forms_checked(like):
+    report = verify(_per_token(like), like=like, inputs="tokens")
+    names = {c.name for c in report.checks}
+    assert CLOSED[like] <= names and report.ok, report
+
+
+def test_the_optimum_needs_the_closed_form_conditions():
+    names = lambda **hp: {c.name for c in verify(_per_token("dpo"), "dpo", hp, "tokens").checks}  # noqa: E731
+    assert "optimum" in names(variant="robust", beta=0.5)
+    assert "optimum" not in names(variant="hinge") | names(label_smoothing=0.2)
+    assert "closed/policy_is_reference" in names(variant="hinge")  # hinge: 1 at pi = pi_ref
+
+
+# -- on the lake ---------------------------------------------------------------------------------
+
+LAKE = PRESETS["quick"].replace(seeds=2, **FAST_LAKE)
+
+
+@pytest.mark.slow  # two lake runs
+def test_on_the_lake_the_reference_reproduces_itself_and_a_bug_shows(tmp_path):
+    paths, table = on_the_lake(dpo, "dpo", config=LAKE, out=tmp_path / "same")
+    metrics = pd.read_csv(paths["metrics"])
+    mine, theirs = (metrics[metrics.method == m].reset_index() for m in ("yours", "dpo"))
+    for key in ("kl_visitation", "success", "logp_optimal"):
+        assert mine[key].to_numpy() == pytest.approx(theirs[key].to_numpy(), rel=1e-5, abs=1e-7)
+    assert "| success |" in table and paths["figure"].exists()
+    assert "yours" not in OBJECTIVES  # registered for the run only
+
+    def ascending(c, r, rc, rr, beta=0.1, label_smoothing=0.0):  # the sign flipped
+        return -dpo(c, r, rc, rr, beta, label_smoothing)
+
+    paths, _ = on_the_lake(ascending, "dpo", config=LAKE, out=tmp_path / "flipped")
+    final = pd.read_csv(paths["summary"]).set_index("method")
+    assert final.loc["yours", "logp_optimal_mean"] < final.loc["dpo", "logp_optimal_mean"] - 1.0
+
+
+@pytest.mark.slow  # two lake runs
+def test_on_the_lake_in_the_per_token_forms(tmp_path):
+    for inputs, fn in (("tokens", dpo_tokens), ("logits", dpo_logits)):
+        paths, _ = on_the_lake(fn, "dpo", inputs=inputs, config=LAKE, out=tmp_path / inputs)
+        final = pd.read_csv(paths["summary"]).set_index("method")
+        for key in ("kl_visitation_mean", "logp_optimal_mean"):
+            assert final.loc["yours", key] == pytest.approx(final.loc["dpo", key], rel=1e-4)
+
+
+@pytest.mark.slow  # a lake run
+def test_the_command_runs_it_on_the_lake(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "def sft(logps):\n"
+        "    m = logps.chosen_mask\n"
+        "    return -(torch.where(m, logps.chosen, 0.0).sum(-1) / m.sum(-1)).mean()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    out = tmp_path / "lake"
+    argv = [
+        "verify",
+        "mine:sft",
+        "--like",
+        "sft",
+        "--inputs",
+        "tokens",
+        "--lake",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "0 failed" in printed
+        and "| success |" in printed
+        and "| sft (lakelab) | yours |" in printed
+    )
+    assert (out / "figure.png").exists()
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    assert summary.loc["yours", "kl_visitation_mean"] == pytest.approx(
+        summary.loc["sft", "kl_visitation_mean"], rel=1e-5
+    )
+    assert main([*argv[:-2], "--lake-preset", "huge"]) == 2
