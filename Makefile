@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: on lakelab machines 2.13.0 is the on-disk CPU build; any looser
 	# request would pull a multi-GB CUDA build. pyproject's torch range then installs nothing.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,trl]' torch==2.13.0
 	@touch $@
 
 run: $(VENV)/.installed

@@ -233,7 +233,8 @@ def dpo_loss(
     Variants (TRL's loss types):
 
         "sigmoid": L = -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)    (eps = 0: plain DPO;
-                                                 eps > 0: conservative DPO, TRL's form)
+                                                 eps > 0: conservative DPO, cDPO; TRL 1.16's
+                                                 "sigmoid" ignores eps, docs/verify.md)
         "hinge":   L = relu(1 - d)                                     (SLiC-style, TRL)
         "robust":  L = (-(1 - eps) logsigmoid(d) + eps logsigmoid(-d)) / (1 - 2 eps)
                                                  (Chowdhury et al. 2024, TRL)

@@ -1,0 +1,337 @@
+"""TRL's own loss code, called in ``lakelab.verify``'s "sequences" signature.
+
+Each function below runs the TRL 1.16 trainer method that holds a loss formula, unchanged:
+the method is called unbound, with a ``types.SimpleNamespace`` standing in for the trainer
+(``self``) that carries only the attributes the method reads, set as the trainer's
+``__init__`` sets them from its config (the config's defaults, except the hyper-parameters
+under test). Where the method runs a model, a fake one (``_FusedLM``) returns the per-token
+log-probs that make TRL's own reductions give back the per-sequence values ``verify``
+feeds; the batches come from TRL's own collators. Nothing of TRL's arithmetic is
+re-implemented here: where this module supplies a value that TRL would compute from a real
+model (ORPO's NLL term, CPO's zero NLL), the function's docstring says so.
+
+``tests/test_verify_trl.py`` names, for each TRL spelling, the lakelab objective and
+hyper-parameters it means and the function here that runs it, and puts each through
+``verify``.
+
+Line numbers are those of trl 1.16.0 (``TRL_VERSION`` is the installed one). This module
+imports trl, and with it transformers, accelerate and datasets (some 6 s on the 2-core
+machine): a caller runs ``pytest.importorskip("trl")`` before importing it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from types import MethodType, SimpleNamespace
+
+import torch
+import trl
+from trl.trainer.dpo_trainer import DataCollatorForPreference, DPOTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling, SFTTrainer
+from trl.trainer.utils import FusedCausalLMOutput
+
+with warnings.catch_warnings():  # "You are importing from 'trl.experimental'..."
+    warnings.filterwarnings("ignore", message=".*trl.experimental.*")
+    from trl.experimental.cpo import CPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
+
+__all__ = [
+    "TRL_VERSION",
+    "trl_cpo_simpo",
+    "trl_dpo_hinge",
+    "trl_dpo_ipo",
+    "trl_dpo_robust",
+    "trl_dpo_sigmoid",
+    "trl_dpo_sigmoid_label_smoothing",
+    "trl_orpo",
+    "trl_sft",
+    "trl_sft_equal_lengths",
+]
+
+TRL_VERSION = trl.__version__
+PROMPT_LENGTH = 2  # prompt tokens per row; TRL masks them out of every log-prob below
+
+
+def response_lengths(batch: int, offset: int) -> list[int]:
+    """Unequal response lengths (1 to 3 tokens) by row, as a real batch has them."""
+    return [1 + (row + offset) % 3 for row in range(batch)]
+
+
+class _Accelerator:
+    """The one process of a CPU run: gathers are the identity."""
+
+    device = torch.device("cpu")
+    parallelism_config = None
+    num_processes = 1
+
+    @staticmethod
+    def gather(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    gather_for_metrics = gather
+
+
+class _FusedLM:
+    """A causal LM patched by TRL's ``add_fused_lm_head`` (trl/trainer/utils.py:1548-1700):
+    called with ``labels`` and ``fused_lm_head=True`` it returns a ``FusedCausalLMOutput``
+    whose ``log_probs`` (B, T - 1) are the log-probs of the next-token labels, zero where the
+    label is -100 (utils.py:1634-1660). Here every response token of row r has log-prob
+    ``per_token[r]`` (differentiable); entropy, mean logits and top-1 hits, which only feed
+    TRL's metrics, are zeros."""
+
+    def __init__(self, per_token: torch.Tensor) -> None:
+        self.per_token = per_token
+        self.training = True
+
+    def __call__(self, *, labels, fused_lm_head=False, use_cache=None, **inputs):
+        if not fused_lm_head:
+            raise ValueError("the TRL code under test asks for the fused LM head")
+        mask = labels[:, 1:] != -100
+        log_probs = torch.where(mask, self.per_token[:, None], 0.0)
+        zeros = torch.zeros_like(log_probs).detach()
+        return FusedCausalLMOutput(
+            loss=-log_probs.sum() / mask.sum().clamp(min=1),
+            log_probs=log_probs,
+            entropy=zeros,
+            mean_logits=zeros,
+            is_top1=torch.zeros_like(mask),
+            label_mask=mask,
+        )
+
+
+# -- DPOTrainer: trl/trainer/dpo_trainer.py --------------------------------------------------
+
+
+def _dpo_self(loss_type: str, beta: float, label_smoothing: float) -> SimpleNamespace:
+    """What ``DPOTrainer._compute_loss`` reads of ``self``, as ``DPOTrainer.__init__`` sets it
+    (dpo_trainer.py:801-818, 965-974) from ``DPOConfig`` defaults, except ``beta``,
+    ``loss_type``, ``label_smoothing`` and ``precompute_ref_log_probs=True`` (the reference's
+    summed log-probs then come in the batch: dpo_trainer.py:1319-1320)."""
+    return SimpleNamespace(
+        model=SimpleNamespace(training=True),
+        accelerator=_Accelerator(),
+        aux_loss_enabled=False,
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=[loss_type],
+        loss_weights=[1.0],
+        beta=beta,
+        label_smoothing=label_smoothing,
+        use_weighting=False,
+        args=SimpleNamespace(discopop_tau=0.05),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+    )
+
+
+def _dpo(
+    loss_type: str,
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    *,
+    beta: float,
+    label_smoothing: float = 0.0,
+    inputs_are_means: bool = False,
+) -> torch.Tensor:
+    """``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) on a batch from TRL's
+    ``DataCollatorForPreference`` (dpo_trainer.py:86-207) whose responses have the summed
+    log-probs S = ``chosen`` ... (or, with ``inputs_are_means``, the mean log-probs A, so S = A
+    times the response's length): TRL sums the fake model's per-token log-probs over the
+    completion itself (dpo_trainer.py:1303-1304), and gets the reference's S precomputed in the
+    batch, as its ``compute_ref_log_probs`` (dpo_trainer.py:1243-1283) would have summed them."""
+    n = chosen.shape[0]
+    chosen_lengths, rejected_lengths = response_lengths(n, 0), response_lengths(n, 1)
+    examples = [
+        {
+            "prompt_ids": [1] * PROMPT_LENGTH,
+            "chosen_ids": [2] * chosen_lengths[row],
+            "rejected_ids": [3] * rejected_lengths[row],
+        }
+        for row in range(n)
+    ]
+    batch = DataCollatorForPreference(pad_token_id=0)(examples)
+    lengths = torch.tensor(chosen_lengths + rejected_lengths, dtype=chosen.dtype)
+    values = torch.cat([chosen, rejected])  # TRL's batch is [chosen, rejected]
+    if inputs_are_means:  # every token at A: the sum over the response is A * length
+        per_token = values
+        ref_chosen = ref_chosen * lengths[:n]
+        ref_rejected = ref_rejected * lengths[n:]
+    else:  # the sum S spread evenly over the response's tokens
+        per_token = values / lengths
+    batch["ref_chosen_logps"], batch["ref_rejected_logps"] = ref_chosen, ref_rejected
+    trainer = _dpo_self(loss_type, beta, label_smoothing)
+    return DPOTrainer._compute_loss(trainer, _FusedLM(per_token), batch, return_outputs=False)
+
+
+def trl_dpo_sigmoid(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='sigmoid')``: ``DPOTrainer._compute_loss``,
+    trl/trainer/dpo_trainer.py:1285-1612, the branch at lines 1387-1388,
+    ``-F.logsigmoid(self.beta * delta_score)``, averaged at line 1528. Inputs S(y). TRL's
+    sigmoid loss reads no ``label_smoothing`` (TRL 1.16 has no conservative DPO), so this
+    function takes none: ``verify`` checks it at lakelab's default 0."""
+    return _dpo("sigmoid", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_sigmoid_label_smoothing(
+    chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=0.0
+):
+    """``DPOTrainer(loss_type='sigmoid', label_smoothing=eps)``: the same code as
+    ``trl_dpo_sigmoid`` (dpo_trainer.py:1387-1388) with ``DPOConfig.label_smoothing`` set to
+    ``eps`` (read into ``self.label_smoothing`` at line 817). The sigmoid branch ignores it:
+    in TRL 1.16 label smoothing belongs to 'robust', 'exo_pair' and 'aot' only
+    (dpo_config.py:103-108), whereas lakelab's dpo with variant 'sigmoid' and eps > 0 is
+    conservative DPO, -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)."""
+    return _dpo(
+        "sigmoid",
+        chosen,
+        rejected,
+        ref_chosen,
+        ref_rejected,
+        beta=beta,
+        label_smoothing=label_smoothing,
+    )
+
+
+def trl_dpo_hinge(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='hinge')``: ``DPOTrainer._compute_loss``,
+    trl/trainer/dpo_trainer.py:1285-1612, the branch at lines 1390-1391,
+    ``torch.relu(1 - self.beta * delta_score)``. Inputs S(y); no label smoothing (lakelab's
+    hinge requires eps = 0)."""
+    return _dpo("hinge", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_robust(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=0.0):
+    """``DPOTrainer(loss_type='robust', label_smoothing=eps)``: ``DPOTrainer._compute_loss``,
+    trl/trainer/dpo_trainer.py:1285-1612, the branch at lines 1428-1431,
+    ``(-(1 - eps) logsigmoid(beta d) + eps logsigmoid(-beta d)) / (1 - 2 eps)``. Inputs S(y)."""
+    return _dpo(
+        "robust",
+        chosen,
+        rejected,
+        ref_chosen,
+        ref_rejected,
+        beta=beta,
+        label_smoothing=label_smoothing,
+    )
+
+
+def trl_dpo_ipo(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='ipo')``: ``DPOTrainer._compute_loss``,
+    trl/trainer/dpo_trainer.py:1285-1612, the branch at lines 1393-1404. TRL's IPO gets the
+    *summed* log-probs like every DPO loss type (lines 1303-1304; the reference's summed too,
+    line 1270) and divides each log-ratio by its response's token count
+    (``completion_mask.sum(dim=1)``, lines 1400-1402) before ``(ipo_delta - 1/(2 beta))**2``:
+    IPO on mean log-probs A(y), as lakelab's ipo. ``verify`` feeds A(y); this function lays A
+    on every response token (of 1 to 3 tokens) so that TRL's own sum and division run."""
+    return _dpo("ipo", chosen, rejected, ref_chosen, ref_rejected, beta=beta, inputs_are_means=True)
+
+
+# -- ORPOTrainer: trl/experimental/orpo/orpo_trainer.py ---------------------------------------
+
+
+def trl_orpo(chosen, rejected, lam=0.1):
+    """``ORPOTrainer`` (``ORPOConfig(beta=lam)``; lakelab's lam is TRL's beta):
+    ``ORPOTrainer.get_batch_loss_metrics``, trl/experimental/orpo/orpo_trainer.py:824-877,
+    which calls ``odds_ratio_loss`` (lines 670-702: float32 upcast at 691-692, TRL's
+    ``log1mexp`` at 87-91, ``losses = beta * logsigmoid(log_odds)``) and returns
+    ``policy_nll_loss - losses.mean()`` (line 848). Inputs A(y): TRL's forward returns the mean
+    log-probs (``average_log_prob=True``, line 805).
+
+    The NLL term is supplied here: TRL's ``concatenated_forward`` (lines 745-822) computes it
+    as the cross-entropy of the chosen half over prompt *and* response tokens, a token-level
+    mean over the batch (lines 798-800); the sequences form has only A(y_w), so the fake
+    forward returns ``-chosen.mean()`` (what TRL's would be with the prompt excluded and equal
+    response lengths). The NLL convention is not what this checks; the odds-ratio term is."""
+    trainer = SimpleNamespace(beta=lam, accelerator=_Accelerator(), aux_loss_enabled=False)
+    trainer.odds_ratio_loss = MethodType(ORPOTrainer.odds_ratio_loss, trainer)
+    logits = torch.zeros(chosen.shape[0], 1, 1, dtype=chosen.dtype)
+
+    def concatenated_forward(model, batch):
+        return chosen, rejected, logits, logits, -chosen.mean()
+
+    trainer.concatenated_forward = concatenated_forward
+    loss, _metrics = ORPOTrainer.get_batch_loss_metrics(trainer, None, {}, train_eval="train")
+    return loss
+
+
+# -- CPOTrainer: trl/experimental/cpo/cpo_trainer.py ------------------------------------------
+
+
+def trl_cpo_simpo(chosen, rejected, beta=2.0, gamma=0.5):
+    """``CPOTrainer(loss_type='simpo', cpo_alpha=0.0, simpo_gamma=gamma)``, TRL's SimPO:
+    ``CPOTrainer.get_batch_loss_metrics``, trl/experimental/cpo/cpo_trainer.py:865-917, which
+    calls ``cpo_loss`` (lines 678-749; the simpo branch at 715-722: ``logits = (A_w - A_l) -
+    gamma / beta``, ``-logsigmoid(beta * logits)`` with label_smoothing 0) and returns
+    ``losses.mean() + cpo_alpha * nll`` (line 890). Inputs A(y): TRL's forward returns mean
+    log-probs for simpo (``average_log_prob=self.loss_type in ["ipo", "simpo"]``, line 850).
+    The fake forward returns the NLL that TRL's does with ``cpo_alpha == 0``,
+    ``torch.tensor(0.0)`` (line 843); ``alpha`` (AlphaPO) is its default 0."""
+    trainer = SimpleNamespace(
+        beta=beta,
+        loss_type="simpo",
+        simpo_gamma=gamma,
+        label_smoothing=0.0,
+        alpha=0.0,
+        cpo_alpha=0.0,
+        accelerator=_Accelerator(),
+        aux_loss_enabled=False,
+    )
+    trainer.cpo_loss = MethodType(CPOTrainer.cpo_loss, trainer)
+    logits = torch.zeros(chosen.shape[0], 1, 1, dtype=chosen.dtype)
+
+    def concatenated_forward(model, batch):
+        return chosen, rejected, logits, logits, torch.tensor(0.0)
+
+    trainer.concatenated_forward = concatenated_forward
+    loss, _metrics = CPOTrainer.get_batch_loss_metrics(trainer, None, {}, train_eval="train")
+    return loss
+
+
+# -- SFTTrainer: trl/trainer/sft_trainer.py ---------------------------------------------------
+
+
+def _sft(chosen: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """``SFTTrainer.compute_loss`` (sft_trainer.py:1560-1675) with ``loss_type='nll'`` on a
+    batch from TRL's ``DataCollatorForLanguageModeling`` (sft_trainer.py:87-227), prompts
+    labelled -100 (completion-only loss), every response token of row r at log-prob A_r."""
+    examples = [
+        {
+            "input_ids": [1] * PROMPT_LENGTH + [2] * length,
+            "labels": [-100] * PROMPT_LENGTH + [2] * length,
+        }
+        for length in lengths
+    ]
+    batch = DataCollatorForLanguageModeling(pad_token_id=0)(examples)
+    trainer = SimpleNamespace(
+        model=SimpleNamespace(training=True),
+        accelerator=_Accelerator(),
+        aux_loss_enabled=False,
+        compute_loss_func=None,
+        label_smoother=None,
+        args=SimpleNamespace(loss_type="nll", average_tokens_across_devices=True),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+    )
+    return SFTTrainer.compute_loss(trainer, _FusedLM(chosen), batch)
+
+
+def trl_sft(chosen):
+    """``SFTTrainer(loss_type='nll')``: ``SFTTrainer.compute_loss``,
+    trl/trainer/sft_trainer.py:1560-1675, lines 1609-1618: ``-log_probs.sum() / num_tokens``,
+    a token-level mean over the whole batch (``num_tokens = label_mask.sum()``), on responses
+    of unequal lengths (1 to 3 tokens), as a real batch has them. lakelab's sft is the mean of
+    the per-sequence means A(y_w): the two agree only when every response has the same
+    length (``trl_sft_equal_lengths``)."""
+    return _sft(chosen, response_lengths(chosen.shape[0], 0))
+
+
+def trl_sft_equal_lengths(chosen):
+    """``trl_sft`` on a batch whose responses all have 3 tokens, where TRL's token-level mean
+    equals lakelab's mean of per-sequence means."""
+    return _sft(chosen, [3] * chosen.shape[0])
