@@ -228,6 +228,7 @@ def test_progress_draws_a_bar_on_a_terminal_and_nothing_when_quiet():
     assert silent.getvalue() == ""
 
 
+@pytest.mark.slow  # a subprocess
 def test_solve_runs_without_importing_torch(tmp_path):
     code = (
         "import sys\nfrom lakelab.cli import main\n"

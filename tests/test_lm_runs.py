@@ -75,6 +75,7 @@ def small_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains a run directory (~4 s)
 def test_checkpoints_are_state_dicts_of_the_final_models(small_run):
     cfg = SMALL.replace(seeds=1)
     held = held_out(cfg)
@@ -90,6 +91,7 @@ def test_checkpoints_are_state_dicts_of_the_final_models(small_run):
     assert load_checkpoint(path, cfg.replace(tau=0.02)) is None  # another protocol
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it (docs/testing.md)
 def test_resume_trains_nothing_when_finished(small_run, monkeypatch):
     before = (small_run / "metrics.csv").read_bytes()
 

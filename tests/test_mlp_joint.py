@@ -188,6 +188,7 @@ def test_batched_seeds_equal_looped_seeds(method):
         np.testing.assert_allclose(batched.final_policy[n], alone.final_policy[0], rtol=1e-9)
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it (docs/testing.md)
 def test_methods_trained_together_equal_methods_trained_alone():
     # every objective, online negatives (shared simulation) and one method resumed on a
     # subset of seeds: rows, grids and policies identical to one method at a time

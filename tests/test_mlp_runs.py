@@ -104,6 +104,7 @@ def spy_on_training(monkeypatch) -> list[tuple[str, tuple[int, ...]]]:
     return trained
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it (docs/testing.md)
 def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     before = (out / "metrics.csv").read_bytes()
@@ -126,6 +127,7 @@ def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, 
     )
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it (docs/testing.md)
 def test_more_seeds_resume_only_the_new_ones(finished, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "run")
     trained = spy_on_training(monkeypatch)

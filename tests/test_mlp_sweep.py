@@ -88,6 +88,7 @@ def test_sweep_files_toml_and_json(tmp_path):
         parse_grid_option("lr")
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it (docs/testing.md)
 def test_a_2x2_grid_gives_one_row_per_point_objective_and_seed(tmp_path):
     paths = run_sweep(spec(), tmp_path)
     results = pd.read_csv(paths["results"])

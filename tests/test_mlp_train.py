@@ -43,7 +43,7 @@ def assert_rows_close(fast: list[dict], slow: list[dict]) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
-SLOW = ("online-demos", "online-initial-slippery")  # online sampling in the plain loop: seconds
+SLOW = ("online-demos", "online-initial-slippery", "offline-single")  # over 1 s each
 
 
 @pytest.mark.parametrize(
