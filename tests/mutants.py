@@ -156,6 +156,31 @@ def sft_logits_ignore_index_gathered(batch):  # -100 clamped to token 0 and then
     return -(logps.sum(-1) / mask.sum(-1)).mean()
 
 
+def dpo_swapped(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    return dpo(r, c, rr, rc, beta, label_smoothing)
+
+
+def dpo_variant_ignored(c, r, rc, rr, beta=0.1, variant="sigmoid", label_smoothing=0.0):
+    return dpo(c, r, rc, rr, beta, label_smoothing)  # takes variant, always sigmoid
+
+
+def dpo_first_rows(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    d = beta * ((c - rc) - (r - rr))
+    return -F.logsigmoid(d)[:8].mean()  # a hard-coded batch size
+
+
+def dpo_clamped_sums(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    return dpo(c.clamp(min=-5000), r.clamp(min=-5000), rc, rr, beta, label_smoothing)
+
+
+def dpo_in_half_precision(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    return dpo(*(x.half().float() for x in (c, r, rc, rr)), beta, label_smoothing)
+
+
+def orpo_with_trls_name(c, r, beta=0.1):  # TRL's ORPO calls lam "beta"
+    return (-c - beta * F.logsigmoid(log_odds(c) - log_odds(r))).mean()
+
+
 MUTANTS = [
     Mutant("dpo_times_beta", "scale", "dpo", "sequences", dpo_times_beta,
            {"agrees/random": "scaled by beta", "closed/policy_is_reference": "rescaled"},
@@ -203,4 +228,16 @@ MUTANTS = [
            {"agrees/extremes": "labels are not shifted", "masked_contents": "leak"}),
     Mutant("sft_logits_ignore_index_gathered", "masking", "sft", "logits",
            sft_logits_ignore_index_gathered, {"masked_contents": "label -100 gathered"}),
+    Mutant("dpo_swapped", "pairing", "dpo", "sequences", dpo_swapped,
+           {"agrees/random": "chosen and rejected are swapped", "optimum": "reversed"}),
+    Mutant("dpo_variant_ignored", "ignored hyper-parameter", "dpo", "sequences",
+           dpo_variant_ignored, {"hparam/variant=hinge": "variant='hinge' is ignored"}),
+    Mutant("dpo_first_rows", "reductions", "dpo", "sequences", dpo_first_rows,
+           {"batch_size": "uses only some of its rows"}),
+    Mutant("dpo_clamped_sums", "numerics", "dpo", "sequences", dpo_clamped_sums,
+           {"agrees/extremes": "only on extreme inputs"}),
+    Mutant("dpo_in_half_precision", "numerics", "dpo", "sequences", dpo_in_half_precision,
+           {"agrees/random": "a loss of precision"}),
+    Mutant("orpo_with_trls_name", "ignored hyper-parameter", "orpo", "sequences",
+           orpo_with_trls_name, {"signature": "under another name"}),
 ]  # fmt: skip

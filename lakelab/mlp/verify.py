@@ -53,7 +53,8 @@ def as_objective(fn: Callable, like: str, inputs: str, batch_size: int) -> Objec
     reference = get_objective(like)
     form = FORMS[inputs]
     knobs = {p.name: p.default for p in reference.hyperparams if not p.model_side}
-    mine = keywords_only(fn, accepted(fn, knobs) or set(knobs), form.unpack)
+    taken = accepted(fn, knobs)
+    mine = keywords_only(fn, set(knobs) if taken is None else taken, form.unpack)
     per_token = inputs != "sequences"
 
     def loss_fn(*args: torch.Tensor, reduction: str = "mean", **hp: Any):

@@ -38,13 +38,11 @@ from typing import Any
 from lakelab.registry import get_objective, resolve_hparams
 from lakelab.verify import checks, properties
 from lakelab.verify.batches import BATCHES
-from lakelab.verify.calls import accepted, keywords_only
+from lakelab.verify.calls import accepted, keywords_only, unknown_numbers
 from lakelab.verify.forms import FORMS, IGNORE_INDEX, SequenceLogits, label_logps
 from lakelab.verify.report import Check, Report
 
 __all__ = ["IGNORE_INDEX", "Check", "Report", "SequenceLogits", "label_logps", "verify"]
-
-INPUTS = tuple(FORMS)
 
 
 def verify(
@@ -77,6 +75,7 @@ def verify(
     batches = BATCHES[inputs](objective)
     for name, batch in batches.items():
         add(checks.agreement(mine, ref, batch, knobs, f"agrees/{name}", like, form))
+    _by_batch(report.checks)
     add(checks.float32(mine, ref, batches["saturated"], knobs))
     add(checks.batch_order(mine, batches["random"], knobs))
     add(checks.batch_size(mine, batches["random"], knobs))
@@ -90,8 +89,41 @@ def verify(
     if check is not None:
         add(check)
     for p in objective.hyperparams:
-        if not p.model_side and p.choices is None:
-            check = checks.hyperparameter(mine, ref, batches["random"], knobs, p, taken, like, form)
-            if check is not None:
-                add(check)
+        if p.model_side:
+            continue
+        if p.choices is not None:
+            report.checks += checks.choice(
+                mine, ref, batches["random"], knobs, p, taken, like, form
+            )
+            continue
+        check = checks.hyperparameter(mine, ref, batches["random"], knobs, p, taken, like, form)
+        if check is not None:
+            add(check)
+    missing = [k for k, v in knobs.items() if k not in taken and not isinstance(v, str)]
+    extra = unknown_numbers(fn, knobs)
+    if missing and extra:
+        add(
+            Check(
+                "signature",
+                False,
+                f"it takes {extra}, verify passes {missing} (lakelab's names for {like})",
+                f"a hyper-parameter under another name (TRL's ORPO calls lam beta): the "
+                f"function runs at its own default of {extra}; wrap it to take {missing}",
+            )
+        )
     return report
+
+
+def _by_batch(found: list[Check]) -> None:
+    """An agreement check that fails only on adversarial batches says so."""
+    if not found or not found[0].ok:
+        return
+    for k, c in enumerate(found):
+        if not c.ok and c.bug == checks.DIFFERENT:
+            found[k] = Check(
+                c.name,
+                False,
+                c.measured,
+                "it agrees on the random batch, not on this one: a clamp, or a formula "
+                "unstable or wrong only on extreme inputs",
+            )

@@ -28,7 +28,8 @@ def sequence_batches(objective: Objective) -> dict[str, list[torch.Tensor]]:
 
     n_inputs = 1 + objective.needs_pairs + 2 * objective.needs_reference
     random = [uniform(8, low, -0.01) for _ in range(n_inputs)]
-    edge = torch.tensor([0.0, -1e-9, -1e-3, -1e3, -5.0, -0.5], dtype=torch.float64)
+    longest = -3e4 if summed else -5.0  # S(y) of a long response far from the policy
+    edge = torch.tensor([0.0, -1e-9, -1e-3, -1e3, longest, -0.5], dtype=torch.float64)
     extremes = [edge, edge.flip(0)] + [torch.full_like(edge, -2.0)] * (n_inputs - 2)
     spread = 4000.0 if summed else 100.0  # margins far into saturation, of both signs
     far = torch.tensor([-spread, spread, -spread / 2, spread / 2], dtype=torch.float64)

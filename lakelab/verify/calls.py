@@ -18,16 +18,37 @@ class Broken(Exception):
     """The function under test raised or returned something that is not a loss."""
 
 
+def _parameters(fn: Callable) -> list[inspect.Parameter] | None:
+    """``fn``'s parameters (a torch module's ``forward``'s); None if they cannot be read."""
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    try:
+        return list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
 def accepted(fn: Callable, knobs: dict) -> set[str] | None:
     """The hyper-parameters ``fn`` accepts by keyword (all of them with ``**kwargs``); None if
     its signature cannot be inspected."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
+    params = _parameters(fn)
+    if params is None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return set(knobs)
     return {p.name for p in params if p.name in knobs}
+
+
+def unknown_numbers(fn: Callable, knobs: dict) -> list[str]:
+    """Keyword parameters of ``fn`` with a numeric default that ``knobs`` does not name (e.g.
+    TRL's ``beta`` for what lakelab's ORPO calls ``lam``)."""
+    params = _parameters(fn) or []
+    return [
+        p.name
+        for p in params
+        if p.name not in knobs
+        and isinstance(p.default, int | float)
+        and not isinstance(p.default, bool)
+    ]
 
 
 def batch_loss(fn: Callable, inputs: list, knobs: dict) -> torch.Tensor:
@@ -65,13 +86,17 @@ def map_rows(inputs: list, f: Callable[[torch.Tensor], torch.Tensor]) -> list:
 
 
 def loss_and_grads(fn: Callable, inputs: list, knobs: dict) -> tuple[torch.Tensor, list]:
-    """The loss and its gradient w.r.t. each float input (zeros where it has none)."""
+    """The loss and its gradient w.r.t. each float input (zeros where it has none). ``fn``
+    gets copies of the inputs, so it may edit them in place."""
     leaves = map_floats(inputs, lambda x: x.detach().clone().requires_grad_(True))
     wrt = [x for x, is_float in zip(leaves, floats(leaves), strict=True) if is_float]
-    loss = batch_loss(fn, leaves, knobs)
+    loss = batch_loss(fn, map_floats(leaves, torch.Tensor.clone), knobs)  # in-place edits: ok
     if not loss.requires_grad:
         raise Broken("returned a loss that does not depend on the inputs (no gradient)")
-    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    try:
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    except Exception as err:
+        raise Broken(f"raised {type(err).__name__} in its backward pass: {err}") from None
     grads = [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads, strict=True)]
     return loss.detach(), grads
 

@@ -74,6 +74,7 @@ class Sequences:
 
     name = "sequences"
     unpack = None  # positional
+    tolerance = (1e-6, 1e-8)  # loss (rel, abs); gradients 10 times looser
 
     @staticmethod
     def reference(like: str) -> Callable:
@@ -103,6 +104,7 @@ class Tokens:
     """Per-token log-probs (B, T) with the masks of the responses: a SequenceLogps."""
 
     name = "tokens"
+    tolerance = (1e-6, 1e-8)
 
     @staticmethod
     def unpack(inputs: list) -> SequenceLogps:
@@ -144,6 +146,8 @@ class Logits:
     SequenceLogits (Hugging Face's shift: position t scores label t + 1)."""
 
     name = "logits"
+    # a float32 log_softmax of logits of order 10 is off by ~1e-6 in each log-prob
+    tolerance = (1e-5, 1e-6)
 
     @staticmethod
     def unpack(inputs: list) -> SequenceLogits:

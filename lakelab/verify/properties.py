@@ -2,9 +2,11 @@
 
 Closed forms (``closed/...``), each on a small per-token batch with a prompt and padding:
 
-    dpo   at pi = pi_ref the loss is log 2 for every beta (hinge: 1)
-    ipo   at pi = pi_ref it is (1 / (2 beta))^2; at the target margin h = 1 / (2 beta), 0 with
-          zero gradient
+    at pi = pi_ref (``AT_THE_REFERENCE``): dpo log 2 for every beta (hinge: 1), ipo
+          (1 / (2 beta))^2, dpo_norm log 2, exo -log 2 - log(eps (1 - eps)) / 2, nca 2 log 2,
+          bco_pair softplus(delta) + softplus(-delta), sppo_hard 1 / (2 beta^2), apo 1,
+          discopop (1 + log 2) / 2
+    ipo   at the target margin h = 1 / (2 beta), 0 with zero gradient
     sft   the mean over sequences of each response's mean token NLL
     ift   with gamma = 0 it is SFT
     orpo  with y_w = y_l it is -A(y_w) + lam log 2
@@ -17,6 +19,7 @@ Bradley-Terry preferences from a known reward r, P(i > j) = sigmoid(r_i - r_j). 
 population loss sum_{i != j} P(i > j) loss(i, j) is minimised at
 
     dpo (sigmoid or robust, no label smoothing)   pi_ref exp(r / beta) / Z
+    dpo_norm (A(y) = S(y) for one-token responses) pi_ref exp(r / beta) / Z
     simpo with gamma = 0                          exp(r / beta) / Z  (no reference)
     ipo   pi_ref exp(u) / Z with u_i = (1/K) sum_j (2 P(i > j) - 1) / (2 beta)  (least squares
           of the margins onto IPO's targets over every pair)
@@ -36,6 +39,7 @@ import torch
 from lakelab.objective_spec import Objective
 from lakelab.registry import SequenceLogps
 from lakelab.verify.calls import Broken, batch_loss, loss_and_grads, map_rows
+from lakelab.verify.checks import CALLED_WRONG
 from lakelab.verify.report import Check
 
 PROMPT = 2  # prompt positions before each response in the closed-form batches
@@ -70,6 +74,28 @@ def _masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, x, torch.zeros_like(x))  # a reference's log-probs off the mask
 
 
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+AT_THE_REFERENCE = {  # objective -> knobs -> (loss at pi = pi_ref, said in words)
+    "dpo": lambda k: (1.0, "1 (hinge)") if k["variant"] == "hinge" else (math.log(2), "log 2"),
+    "ipo": lambda k: (1 / (2 * k["beta"]) ** 2, "(1 / (2 beta))^2"),
+    "dpo_norm": lambda k: (math.log(2), "log 2"),
+    "exo": lambda k: (
+        -math.log(2) - 0.5 * math.log(k["label_smoothing"] * (1 - k["label_smoothing"])),
+        "-log 2 - log(eps (1 - eps)) / 2",
+    ),
+    "nca": lambda k: (2 * math.log(2), "2 log 2"),
+    "bco_pair": lambda k: (
+        _softplus(k["delta"]) + _softplus(-k["delta"]),
+        "softplus(delta) + softplus(-delta) (2 log 2 at delta = 0)",
+    ),
+    "sppo_hard": lambda k: (1 / (2 * k["beta"] ** 2), "1 / (2 beta^2)"),
+    "apo": lambda k: (1.0, "1"),
+    "discopop": lambda k: ((1 + math.log(2)) / 2, "(1 + log 2) / 2"),
+}
+
 SFT_ROWS = [[-1.0, -2.0], [-0.5], [-3.0, -1.0, -2.0]]  # A(y) = -1.5, -0.5, -2: SFT = 4/3
 SFT_VALUE = 4.0 / 3.0  # (a token-level batch mean would be 9.5 / 6)
 
@@ -79,35 +105,27 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
     name = objective.name
     chosen, cm = tokens([[-1.0, -2.0, -0.5], [-0.2], [-4.0, -1.0]])
     rejected, rm = tokens([[-3.0], [-0.7, -0.1, -2.0, -1.0], [-2.5, -2.5]])
-    if name == "dpo":
-        value = 1.0 if knobs["variant"] == "hinge" else math.log(2)
-        logps = SequenceLogps(chosen, cm, rejected, rm, _masked(chosen, cm), _masked(rejected, rm))
-        return [
+    same = SequenceLogps(chosen, cm, rejected, rm, _masked(chosen, cm), _masked(rejected, rm))
+    out = []
+    if name in AT_THE_REFERENCE:
+        value, says = AT_THE_REFERENCE[name](knobs)
+        out.append(
             ClosedForm(
                 "closed/policy_is_reference",
-                f"at pi = pi_ref the loss is {'1 (hinge)' if value == 1 else 'log 2'}",
-                logps,
+                f"at pi = pi_ref the loss is {says}",
+                same,
                 value,
                 "the reference's log-probs are not subtracted (or from the wrong response), "
-                "or the loss is rescaled",
+                "the loss is rescaled, or a target margin (IPO's, SPPO's 1 / (2 beta)) is "
+                "another",
             )
-        ]
+        )
     if name == "ipo":
-        beta = knobs["beta"]
-        same = SequenceLogps(chosen, cm, rejected, rm, _masked(chosen, cm), _masked(rejected, rm))
-        target = 1 / (2 * beta)  # every chosen token target higher than the reference's
+        target = 1 / (2 * knobs["beta"])  # every chosen token target higher than the reference's
         at_target = SequenceLogps(
             chosen, cm, rejected, rm, _masked(chosen - target, cm), _masked(rejected, rm)
         )
-        return [
-            ClosedForm(
-                "closed/policy_is_reference",
-                "at pi = pi_ref the loss is (1 / (2 beta))^2",
-                same,
-                target**2,
-                "the target margin is not 1 / (2 beta) (1 / beta? beta / 2?) or the square "
-                "is missing",
-            ),
+        out.append(
             ClosedForm(
                 "closed/target_margin",
                 "at h = 1 / (2 beta), on mean log-probs, the loss and its gradient are 0",
@@ -116,8 +134,10 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 "the margin h is not built from mean log-probs A(y) (summed ones give "
                 "length times the target), or the target is not 1 / (2 beta)",
                 zero_gradient=True,
-            ),
-        ]
+            )
+        )
+    if out:
+        return out
     sft_x, sft_m = tokens(SFT_ROWS)
     if name == "sft":
         return [
@@ -195,7 +215,7 @@ def check_closed_form(fn: Callable, form, objective: Objective, knobs, taken, cf
     try:
         loss, grads = loss_and_grads(fn, inputs, hp)
     except Broken as err:
-        return Check(cf.name, False, str(err), "the function cannot be called as documented")
+        return Check(cf.name, False, str(err), CALLED_WRONG)
     worst = max(g.abs().max().item() for g in grads) if cf.zero_gradient else 0.0
     ok = math.isclose(loss.item(), cf.value, rel_tol=1e-6, abs_tol=1e-9) and worst < 1e-9
     got = f"; got {loss.item():.10g}" + (f", gradient up to {worst:.3g}" if worst else "")
@@ -228,7 +248,8 @@ def optimum(objective: Objective, knobs: dict) -> Optimum | None:
     if name == "sft":
         return Optimum("the data distribution d", DATA, None, None)
     reward = None if beta is None else beta * REWARD_UNITS
-    if name == "dpo" and knobs["variant"] != "hinge" and knobs["label_smoothing"] == 0:
+    dpo_like = name == "dpo" and knobs["variant"] != "hinge" and knobs["label_smoothing"] == 0
+    if dpo_like or name == "dpo_norm":  # one-token responses: A(y) = S(y)
         tilted = _normalised(PI_REF * torch.exp(reward / beta))
         return Optimum("pi_ref exp(r / beta) / Z", tilted, PI_REF, reward)
     if name == "simpo":
@@ -256,6 +277,8 @@ def population_loss(fn: Callable, form, objective: Objective, problem: Optimum, 
     else:
         P = torch.sigmoid(problem.reward[:, None] - problem.reward[None, :])
         rows = [[i, j] for i in range(K) for j in range(K) if i != j]
+        # per unordered pair the two orders' weights P(i > j) + P(j > i) sum to 1: dividing by
+        # the number of unordered pairs makes the weights a distribution
         weights = torch.stack([P[i, j] for i, j in rows]) / (K * (K - 1) / 2)
 
     def column(index: list[int], values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,7 +313,8 @@ def check_optimum(fn: Callable, form, objective: Objective, knobs, taken) -> Che
         return None
     hp = dict(knobs, **problem.hparams)
     where = "".join(f", {k}={v:g}" for k, v in problem.hparams.items())
-    start = (problem.reference if problem.reference is not None else torch.full((K,), 1 / K)).log()
+    uniform = torch.full((K,), 1 / K, dtype=torch.float64)
+    start = (problem.reference if problem.reference is not None else uniform).log()
 
     def gradient(theta: torch.Tensor) -> torch.Tensor:
         theta = theta.clone().requires_grad_(True)
@@ -300,12 +324,16 @@ def check_optimum(fn: Callable, form, objective: Objective, knobs, taken) -> Che
     try:
         at_optimum, at_start = gradient(problem.target.log()), gradient(start)
     except (Broken, RuntimeError) as err:
-        return Check("optimum", False, f"{err}", "the function cannot be called as documented")
+        return Check("optimum", False, f"{err}", CALLED_WRONG)
     ratio = at_optimum.norm().item() / max(at_start.norm().item(), 1e-300)
     said = f"population gradient at {problem.says}{where} is {ratio:.2g} of that at the start"
     if ratio < 1e-6:
         return Check("optimum", True, said)
-    return Check("optimum", False, said, _where_minimised(fn, form, objective, problem, hp, start))
+    try:
+        where = _where_minimised(fn, form, objective, problem, hp, start)
+    except Exception as err:  # the search must never turn a report into a traceback
+        where = f"its minimum is not at the known optimum (searching it failed: {err})"
+    return Check("optimum", False, said, where)
 
 
 def _where_minimised(fn, form, objective, problem: Optimum, hp: dict, start) -> str:
@@ -318,13 +346,17 @@ def _where_minimised(fn, form, objective, problem: Optimum, hp: dict, start) -> 
     kl = (problem.target * (problem.target / found).log()).sum().item()
     text = f"its population loss is minimised elsewhere (KL(pi* || its minimiser) = {kl:.3g})"
     if problem.reward is not None:  # its log-ratios a multiple of the optimum's?
-        base = problem.reference if problem.reference is not None else torch.full((K,), 1 / K)
+        base = (
+            problem.reference if problem.reference is not None else torch.full((K,), 1 / K).double()
+        )
         u, want = found.log() - base.log(), problem.target.log() - base.log()
         u, want = u - u.mean(), want - want.mean()
         scale = (u @ want / (want @ want)).item()
         if (u - scale * want).abs().max().item() < 1e-4 * max(1.0, abs(scale)):
             ref = "pi_ref" if problem.reference is not None else "uniform"
             text += f": at log-ratios to {ref} {scale:.4g} times the optimum's"
+            if scale < 0:
+                text += " (the preference reversed: chosen and rejected swapped, or a sign)"
             if "exp(r / beta)" in problem.says:
                 text += (
                     f", i.e. exp(r / b) with b = {hp['beta'] / scale:.4g} for beta = {hp['beta']:g}"
