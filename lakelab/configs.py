@@ -15,12 +15,14 @@ import typing
 from pathlib import Path
 from typing import Any, Self
 
-from lakelab.registry import OBJECTIVES, get_objective, resolve_hparams
+from lakelab.registry import get_objective, resolve_hparams
 from lakelab.validate import check_nonneg_int, check_positive_int
 
 __all__ = ["TrackConfig", "choose_preset"]
 
-METHODS = tuple(OBJECTIVES)
+METHODS = ("sft", "ift", "dpo", "ipo", "orpo", "asft", "simpo")
+"""Both tracks' default methods: the seven objectives of the IFT paper's comparison and its
+follow-ups. The lake's preset ``all`` runs every built-in objective."""
 
 
 class TrackConfig:

@@ -42,6 +42,13 @@ OTHER_HPARAMS: dict[str, dict[str, Any]] = {
     "orpo": {"lam": 0.25},
     "asft": {"lam": 0.5, "beta": 2.0},
     "simpo": {"beta": 5.0, "gamma": 1.0},
+    "exo": {"beta": 0.5, "label_smoothing": 0.2},
+    "nca": {"beta": 0.5},
+    "bco_pair": {"beta": 0.5, "delta": 0.3},
+    "sppo_hard": {"beta": 0.5},
+    "apo": {"beta": 0.5, "variant": "down"},
+    "discopop": {"beta": 0.5, "discopop_tau": 0.2},
+    "dpo_norm": {"beta": 0.5},
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -84,6 +84,10 @@ class Objective:
     """True if the training loop must run a second forward pass on inputs mixed with the
     model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
     ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
+    trl: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each TRL spelling this objective reproduces -> the hyper-parameters that select it,
+    e.g. ``{"DPOTrainer(loss_type='hinge')": {"variant": "hinge"}}``; empty where TRL has
+    none. ``tests/test_verify_trl.py`` runs TRL's own code for each through ``verify``."""
 
     @property
     def citation(self) -> str:
@@ -101,17 +105,17 @@ def check_objective(objective: Objective) -> None:
             f"name must be lower-case letters, digits and '_', starting with a letter (it names "
             f"files, CLI values and sweep knobs), got {o.name!r}"
         )
-    for field in ("needs_pairs", "needs_reference", "mixed_pass"):
-        if not isinstance(getattr(o, field), bool):
-            raise ValueError(f"{o.name}: {field} must be True or False, got {getattr(o, field)!r}")
+    for flag in ("needs_pairs", "needs_reference", "mixed_pass"):
+        if not isinstance(getattr(o, flag), bool):
+            raise ValueError(f"{o.name}: {flag} must be True or False, got {getattr(o, flag)!r}")
     check_choice(f"{o.name}: reduction", o.reduction, REDUCTIONS)
     if o.needs_reference and not o.needs_pairs:
         raise ValueError(
             f"{o.name}: needs_reference needs needs_pairs (the reference scores pairs)"
         )
-    for field in ("title", "summary", "formula", "latex", "paper", "equation"):
-        if not isinstance(getattr(o, field), str):
-            raise ValueError(f"{o.name}: {field} must be a string, got {getattr(o, field)!r}")
+    for text in ("title", "summary", "formula", "latex", "paper", "equation"):
+        if not isinstance(getattr(o, text), str):
+            raise ValueError(f"{o.name}: {text} must be a string, got {getattr(o, text)!r}")
     if not isinstance(o.hyperparams, tuple) or not all(
         isinstance(hp, HyperParam) for hp in o.hyperparams
     ):
@@ -130,6 +134,19 @@ def check_objective(objective: Objective) -> None:
             raise ValueError(
                 f"{o.name}: the default of {hp.name!r} is not allowed: {err}"
             ) from None
+    if not isinstance(o.trl, dict):
+        raise ValueError(f"{o.name}: trl must be a dict of TRL spelling -> hparams, got {o.trl!r}")
+    known = {hp.name: hp for hp in o.hyperparams}
+    for spelling, hparams in o.trl.items():
+        if not isinstance(spelling, str) or not isinstance(hparams, dict):
+            raise ValueError(f"{o.name}: trl maps strings to dicts, got {spelling!r}: {hparams!r}")
+        for key, value in hparams.items():
+            if key not in known:
+                raise ValueError(
+                    f"{o.name}: trl[{spelling!r}] names {key!r}, not a hyper-parameter of "
+                    f"{o.name}; valid: {sorted(known)}"
+                )
+            known[key].check(value, o.name)
     if o.mixed_pass and (o.reduction != "tokens" or not {"lam", "residual"} <= set(names)):
         raise ValueError(
             f"{o.name}: mixed_pass needs reduction 'tokens' and model-side hyperparams 'lam' "

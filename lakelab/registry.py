@@ -6,7 +6,7 @@
     loss, metrics = compute_objective("dpo", SequenceLogps(...), hp)
 
 Each entry is the one source of its objective's facts: the README's table
-(``python -m lakelab.registry --readme`` writes it), the app's explorer and notebook 02
+(``python -m lakelab.tables`` writes it, and docs/trl.md's), the app's explorer and notebook 02
 render them from here, and the tests check each formula against its function's docstring.
 
 `compute_objective` is what both training loops call: they hand over per-token log-probs
@@ -19,14 +19,13 @@ training loop uses them (for the mixed forward pass), so they are not passed to 
 from __future__ import annotations
 
 import importlib.metadata
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from lakelab import objectives as obj
+from lakelab import pairwise
 from lakelab.objective_spec import HyperParam, Objective, check_objective
 from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
 from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
@@ -42,7 +41,6 @@ __all__ = [
     "get_objective",
     "load_entry_points",
     "loss_on",
-    "markdown_table",
     "register_objective",
     "resolve_hparams",
     "sequence_inputs",
@@ -136,6 +134,11 @@ OBJECTIVES: dict[str, Objective] = {
         r"S(y) = \sum_t \log \pi_\theta(y_t \mid x, y_{<t})",
         paper="Rafailov et al. 2023, arXiv 2305.18290",
         equation="eq. 7",
+        trl={
+            "DPOTrainer(loss_type='sigmoid')": {"variant": "sigmoid", "label_smoothing": 0.0},
+            "DPOTrainer(loss_type='hinge')": {"variant": "hinge"},
+            "DPOTrainer(loss_type='robust')": {"variant": "robust"},
+        },
     ),
     "ipo": Objective(
         name="ipo",
@@ -150,6 +153,7 @@ OBJECTIVES: dict[str, Objective] = {
         latex=r"\mathcal{L}_{\mathrm{IPO}} = \Bigl(h - \frac{1}{2 \beta}\Bigr)^2, \qquad "
         r"h = (A_w - A^{\mathrm{ref}}_w) - (A_l - A^{\mathrm{ref}}_l)",
         paper="Azar et al. 2023, arXiv 2310.12036 (on mean log-probs, as TRL's 'ipo')",
+        trl={"DPOTrainer(loss_type='ipo')": {}},
     ),
     "orpo": Objective(
         name="orpo",
@@ -169,6 +173,7 @@ OBJECTIVES: dict[str, Objective] = {
         r"\operatorname{logodds}(y) = A(y) - \log\bigl(1 - e^{A(y)}\bigr)",
         paper="Hong et al. 2024, arXiv 2403.07691",
         equation="eqs. 6-7",
+        trl={"ORPOTrainer": {}},
     ),
     "asft": Objective(
         name="asft",
@@ -205,6 +210,152 @@ OBJECTIVES: dict[str, Objective] = {
         latex=r"\mathcal{L}_{\mathrm{SimPO}} = -\log \sigma\bigl(\beta (A_w - A_l) - \gamma\bigr)",
         paper="Meng et al. 2024, arXiv 2405.14734",
         equation="eq. 6",
+        trl={"CPOTrainer(loss_type='simpo', cpo_alpha=0.0)": {}},
+    ),
+    # -- the other loss types of TRL's DPO trainer (lakelab.pairwise) --------------------------
+    "exo": Objective(
+        name="exo",
+        title="EXO",
+        loss_fn=pairwise.exo_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real(
+                "label_smoothing",
+                1e-3,
+                pairwise.EXO_SMOOTHING,
+                help="the labels' mass eps on the rejected response (must be > 0)",
+            ),
+        ),
+        summary="Match the pair's policy distribution to soft labels by a reverse KL.",
+        formula="L = q_w (log q_w - log(1 - eps)) + q_l (log q_l - log eps); "
+        "d = beta * (r_w - r_l); q_w = sigmoid(d), q_l = sigmoid(-d); "
+        "r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{EXO}} = q_w \log \frac{q_w}{1 - \epsilon} + q_l \log "
+        r"\frac{q_l}{\epsilon}, \qquad q_w = \sigma\bigl(\beta (r_w - r_l)\bigr) = 1 - q_l",
+        paper="Ji et al. 2024, arXiv 2402.00856",
+        equation="eq. 16",
+        trl={"DPOTrainer(loss_type='exo_pair')": {}},
+    ),
+    "nca": Objective(
+        name="nca",
+        title="NCA",
+        loss_fn=pairwise.nca_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(_real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),),
+        summary="Push the chosen reward up on its own and both rewards down by half.",
+        formula="L = -logsigmoid(beta r_w) - 0.5 logsigmoid(-beta r_w) - 0.5 logsigmoid(-beta r_l)"
+        "; r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{NCA}} = -\log \sigma(\beta r_w) - \tfrac12 \log "
+        r"\sigma(-\beta r_w) - \tfrac12 \log \sigma(-\beta r_l)",
+        paper="Chen et al. 2024, arXiv 2402.05369",
+        trl={"DPOTrainer(loss_type='nca_pair')": {}},
+    ),
+    "bco_pair": Objective(
+        name="bco_pair",
+        title="BCO (pairs)",
+        loss_fn=pairwise.bco_pair_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real("delta", 0.0, pairwise.REAL, help="reward shift (0: TRL's bco_pair)"),
+        ),
+        summary="Classify the chosen response as good and the rejected as bad by the reward.",
+        formula="L = -logsigmoid(beta r_w - delta) - logsigmoid(-(beta r_l - delta)); "
+        "r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{BCO}} = -\log \sigma(\beta r_w - \delta) - \log "
+        r"\sigma\bigl(-(\beta r_l - \delta)\bigr)",
+        paper="Jung et al. 2024, arXiv 2404.04656",
+        trl={"DPOTrainer(loss_type='bco_pair')": {"delta": 0.0}},
+    ),
+    "sppo_hard": Objective(
+        name="sppo_hard",
+        title="SPPO (hard)",
+        loss_fn=pairwise.sppo_hard_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(_real("beta", 0.1, obj.POSITIVE, help="targets are +-1/(2 beta)"),),
+        summary="Regress each log-ratio onto its own target, +1/(2 beta) chosen, -1/(2 beta) "
+        "rejected.",
+        formula="L = (r_w - 1 / (2 beta))^2 + (r_l + 1 / (2 beta))^2; "
+        "r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{SPPO}} = \Bigl(r_w - \frac{1}{2\beta}\Bigr)^2 + "
+        r"\Bigl(r_l + \frac{1}{2\beta}\Bigr)^2",
+        paper="Wu et al. 2024, arXiv 2405.00675",
+        equation="eq. 4.7, P hard",
+        trl={"DPOTrainer(loss_type='sppo_hard')": {}},
+    ),
+    "apo": Objective(
+        name="apo",
+        title="APO",
+        loss_fn=pairwise.apo_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _choice(
+                "variant",
+                "zero",
+                pairwise.APO_VARIANTS,
+                help="zero: chosen up, rejected down; down: both down, rejected more",
+            ),
+        ),
+        summary="Anchor each reward: the chosen up and the rejected down (zero), or both down.",
+        formula='"zero": L = (1 - sigmoid(beta r_w)) + sigmoid(beta r_l); '
+        "r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{APO\text{-}zero}} = 1 - \sigma(\beta r_w) + "
+        r"\sigma(\beta r_l)",
+        paper="D'Oosterlinck et al. 2024, arXiv 2408.06266",
+        equation="eqs. 7-8",
+        trl={
+            "DPOTrainer(loss_type='apo_zero')": {"variant": "zero"},
+            "DPOTrainer(loss_type='apo_down')": {"variant": "down"},
+        },
+    ),
+    "discopop": Objective(
+        name="discopop",
+        title="DiscoPOP",
+        loss_fn=pairwise.discopop_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real("discopop_tau", 0.05, obj.POSITIVE, help="temperature of the blend"),
+        ),
+        summary="DPO's logistic loss blended with an exponential one by the margin's sign.",
+        formula="L = (1 - m) (-logsigmoid(rho)) + m exp(-rho); "
+        "rho = beta * (r_w - r_l); m = sigmoid(rho / tau); "
+        "r_w = S_w - S_ref_w, r_l = S_l - S_ref_l",
+        latex=r"\mathcal{L}_{\mathrm{DiscoPOP}} = (1 - m) \bigl(-\log \sigma(\rho)\bigr) + "
+        r"m\, e^{-\rho}, \qquad m = \sigma(\rho / \tau), \quad \rho = \beta (r_w - r_l)",
+        paper="Lu et al. 2024, arXiv 2406.08414",
+        equation="eq. 5",
+        trl={"DPOTrainer(loss_type='discopop')": {}},
+    ),
+    "dpo_norm": Objective(
+        name="dpo_norm",
+        title="DPO (length-normalised)",
+        loss_fn=pairwise.dpo_norm_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="mean",
+        hyperparams=(_real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),),
+        summary="DPO on mean instead of summed log-probs.",
+        formula="L = -logsigmoid(d); d = beta * ((A_w - A_ref_w) - (A_l - A_ref_l))",
+        latex=r"\mathcal{L}_{\mathrm{DPO\text{-}norm}} = -\log \sigma\Bigl(\beta \bigl["
+        r"(A_w - A^{\mathrm{ref}}_w) - "
+        r"(A_l - A^{\mathrm{ref}}_l)\bigr]\Bigr)",
+        paper="Lambert et al. 2024 (Tulu 3), arXiv 2411.15124",
+        trl={"DPOTrainer(loss_type='sigmoid_norm')": {}},
     ),
 }
 
@@ -376,33 +527,3 @@ def loss_on(
     hp = resolve_hparams(name, hparams)
     loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
     return objective.loss_fn(*inputs, **loss_kwargs, reduction=reduction)
-
-
-README_BEGIN = "<!-- objectives: begin (generated from lakelab.registry; do not edit) -->"
-README_END = "<!-- objectives: end -->"
-
-
-def markdown_table() -> str:
-    """The README's objective table, one row per built-in objective."""
-    rows = ["| objective | formula | paper |", "|---|---|---|"]
-    for o in (OBJECTIVES[name] for name in BUILTINS):
-        rows.append(f"| {o.title} (`{o.name}`) | `{o.formula}` | {o.citation} |")
-    return "\n".join(rows)
-
-
-def write_readme_table(readme: str | Path) -> None:
-    """Replace the table between the README's objective markers with ``markdown_table()``."""
-    path = Path(readme)
-    text = path.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{path} has no objective markers {README_BEGIN!r} ... {README_END!r}")
-    before, rest = text.split(README_BEGIN, 1)
-    after = rest.split(README_END, 1)[1]
-    path.write_text(f"{before}{README_BEGIN}\n{markdown_table()}\n{README_END}{after}")
-
-
-if __name__ == "__main__":  # python -m lakelab.registry [--readme [README.md]]
-    if sys.argv[1:2] == ["--readme"]:
-        write_readme_table(sys.argv[2] if len(sys.argv) > 2 else "README.md")
-    else:
-        print(markdown_table())

@@ -223,3 +223,49 @@ def simpo_loss(c, r, beta: float, gamma: float) -> float:
     for i in range(len(c)):
         total += -logsigmoid(beta * (c[i] - r[i]) - gamma)
     return total / len(c)
+
+
+def sigmoid(z: float) -> float:
+    return math.exp(logsigmoid(z))
+
+
+def pairwise_loss(name: str, c, r, rc, rr, hp: dict) -> float:
+    """The other pairwise losses of TRL's DPO trainer (lakelab.pairwise), batch mean, each per
+    pair from the log-ratios w = c - rc and l = r - rr (summed log-probs; mean for dpo_norm):
+    exo: q w-side sigmoid(beta (w - l)), q (log q - log(1 - eps)) + (1 - q)(log(1 - q) - log eps);
+    nca: -logsig(beta w) - logsig(-beta w) / 2 - logsig(-beta l) / 2;
+    bco_pair: -logsig(beta w - delta) - logsig(delta - beta l);
+    sppo_hard: (w - 1 / (2 beta))^2 + (l + 1 / (2 beta))^2;
+    apo zero: 1 - sig(beta w) + sig(beta l); apo down: sig(beta w) + 1 - sig(beta (w - l));
+    discopop: rho = beta (w - l), m = sig(rho / tau): (1 - m)(-logsig(rho)) + m e^-rho;
+    dpo_norm: -logsig(beta (w - l))."""
+    beta = hp["beta"]
+    losses = []
+    for i in range(len(c)):
+        w, l = c[i] - rc[i], r[i] - rr[i]
+        if name == "exo":
+            eps = hp["label_smoothing"]
+            lq, lq_bar = logsigmoid(beta * (w - l)), logsigmoid(-beta * (w - l))
+            loss = math.exp(lq) * (lq - math.log(1 - eps)) + math.exp(lq_bar) * (
+                lq_bar - math.log(eps)
+            )
+        elif name == "nca":
+            loss = -logsigmoid(beta * w) - logsigmoid(-beta * w) / 2 - logsigmoid(-beta * l) / 2
+        elif name == "bco_pair":
+            loss = -logsigmoid(beta * w - hp["delta"]) - logsigmoid(hp["delta"] - beta * l)
+        elif name == "sppo_hard":
+            loss = (w - 1 / (2 * beta)) ** 2 + (l + 1 / (2 * beta)) ** 2
+        elif name == "apo" and hp["variant"] == "zero":
+            loss = 1 - sigmoid(beta * w) + sigmoid(beta * l)
+        elif name == "apo":
+            loss = sigmoid(beta * w) + 1 - sigmoid(beta * (w - l))
+        elif name == "discopop":
+            rho = beta * (w - l)
+            m = sigmoid(rho / hp["discopop_tau"])
+            loss = (1 - m) * -logsigmoid(rho) + m * math.exp(-rho)
+        elif name == "dpo_norm":
+            loss = -logsigmoid(beta * (w - l))
+        else:
+            raise ValueError(f"no oracle for {name!r}")
+        losses.append(loss)
+    return sum(losses) / len(losses)

@@ -143,7 +143,7 @@ def test_explorer_matches_closed_form_gradients(start):
     app = start(EXPLORER)
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    assert list(table.index) == ["sft", "ift", "dpo", "ipo", "orpo", "asft", "simpo"]
+    assert list(table.index) == list(OBJECTIVES)  # every objective, TRL's family too
     c, r = math.log(0.6), math.log(0.3)  # the default probe point
     # DPO, beta 0.1, equal reference log-probs: dL/dS_w = -beta sigmoid(-beta (S_w - S_l))
     g = -0.1 * sigmoid(-0.1 * (c - r))

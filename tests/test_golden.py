@@ -7,7 +7,7 @@ import random
 import pytest
 
 from lakelab.golden import PATH, VERSION, golden_cases
-from lakelab.registry import resolve_hparams
+from lakelab.registry import get_objective, resolve_hparams
 from tests import oracles
 
 DOCUMENT = json.loads(PATH.read_text())
@@ -19,18 +19,21 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
     mc = [[int(m) for m in row] for row in inputs["chosen_mask"]]
     if objective == "ift":
         return oracles.ift_loss(inputs["chosen"], mc, hp["gamma"], hp["weighting"])
-    reduce = oracles.masked_sum if objective == "dpo" else oracles.masked_mean
+    summed = get_objective(objective).reduction == "sum"
+    reduce = oracles.masked_sum if summed else oracles.masked_mean
     c = [reduce(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
     if objective == "sft":
         return -sum(c) / len(c)
     mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
     r = [reduce(row, m) for row, m in zip(inputs["rejected"], mr, strict=True)]
-    if objective in ("dpo", "ipo"):
+    if get_objective(objective).needs_reference:
         rc = [reduce(row, m) for row, m in zip(inputs["ref_chosen"], mc, strict=True)]
         rr = [reduce(row, m) for row, m in zip(inputs["ref_rejected"], mr, strict=True)]
         if objective == "dpo":
             return oracles.dpo_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
-        return oracles.ipo_loss(c, r, rc, rr, hp["beta"])
+        if objective == "ipo":
+            return oracles.ipo_loss(c, r, rc, rr, hp["beta"])
+        return oracles.pairwise_loss(objective, c, r, rc, rr, hp)
     if objective == "orpo":
         return oracles.orpo_loss(c, r, hp["lam"])
     if objective == "asft":

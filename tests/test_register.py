@@ -224,6 +224,7 @@ PER_TOKEN_DPO = dataclasses.replace(
     loss_fn=dpo_per_token,
     reduction="tokens",
     hyperparams=(get_objective("dpo").hyperparams[0],),
+    trl={},
 )
 
 

@@ -19,7 +19,8 @@ from lakelab.registry import (
     resolve_hparams,
 )
 
-NAMES = ["asft", "dpo", "ift", "ipo", "orpo", "sft", "simpo"]
+NAMES = ["apo", "asft", "bco_pair", "discopop", "dpo", "dpo_norm", "exo", "ift", "ipo", "nca",
+         "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -45,14 +46,16 @@ def by_hand(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor
     return torch.tensor(out, dtype=torch.float64)
 
 
-def test_registry_has_the_seven_objectives():
+def test_registry_has_the_built_in_objectives():
     assert sorted(OBJECTIVES) == NAMES
     for name, objective in OBJECTIVES.items():
         assert objective.name == name
         assert objective.reduction in ("mean", "sum", "tokens")
         assert objective.summary and "\n" not in objective.summary
         assert objective.paper
-    assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == ["dpo", "ipo"]
+    assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == [
+        "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm"
+    ]  # fmt: skip
     assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == ["ift", "sft"]
     assert OBJECTIVES["dpo"].reduction == "sum" and OBJECTIVES["ift"].reduction == "tokens"
 
@@ -150,7 +153,7 @@ def test_resolve_hparams_fills_defaults_and_validates():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['asft', 'dpo', "):
+    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['apo', 'asft', "):
         get_objective("kto")
     with pytest.raises(ValueError, match="unknown objective 'kto'"):
         compute_objective("kto", token_batch())
@@ -226,13 +229,16 @@ def test_the_registrys_formula_is_the_one_in_the_loss_docstring(name):
     assert objective.paper and objective.summary.endswith(".")
 
 
-def test_the_readme_table_is_the_registrys():
-    from pathlib import Path
+def test_the_docs_tables_are_the_registrys():
+    from lakelab.tables import TABLES, between
 
-    from lakelab.registry import README_BEGIN, README_END, markdown_table
+    for path, (begin, end, table) in TABLES.items():
+        assert between(path, begin, end) == table(), (
+            f"regenerate: python -m lakelab.tables ({path})"
+        )
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    if README_BEGIN not in readme:
-        pytest.fail("README.md lacks the objective table markers")
-    table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
-    assert table == markdown_table(), "regenerate it: python -m lakelab.registry --readme"
+
+def test_every_trl_spelling_is_claimed_once():
+    spellings = [s for o in OBJECTIVES.values() for s in o.trl]
+    assert len(spellings) == len(set(spellings))
+    assert "DPOTrainer(loss_type='hinge')" in OBJECTIVES["dpo"].trl

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lakelab.cli import main
 from lakelab.mlp.config import PRESETS
 from lakelab.mlp.verify import on_the_lake
-from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
+from lakelab.registry import BUILTINS, OBJECTIVES, SequenceLogps, compute_objective
 from lakelab.testing import assert_objective
 from lakelab.verify import verify
 from tests.helpers import FAST_LAKE
@@ -67,6 +67,48 @@ def test_correct_implementations_pass_every_check(like):
     names = [c.name for c in report.checks]
     assert "agrees/random" in names and "float32" in names and "batch_size" in names
     assert str(report).endswith(f"{len(names)} passed, 0 failed")
+
+
+class DPOModule(torch.nn.Module):
+    """A loss as a module, hyper-parameters in forward (as OpenRLHF-style code has it)."""
+
+    def forward(self, c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+        return dpo(c, r, rc, rr, beta, label_smoothing)
+
+
+def dpo_detached_reference(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    return dpo(c, r, rc.detach(), rr.detach(), beta, label_smoothing)  # the reference is frozen
+
+
+def dpo_bce(c, r, rc, rr, beta=0.1, label_smoothing=0.0):
+    d = beta * ((c - rc) - (r - rr))
+    target = torch.full_like(d, 1 - label_smoothing)
+    return F.binary_cross_entropy_with_logits(d, target), {"margin": d.mean()}  # a tuple
+
+
+def sft_masked_in_place(logps):
+    x = logps.chosen
+    x[~logps.chosen_mask] = 0.0  # edits its input in place, as training code may
+    return -(x.sum(-1) / logps.chosen_mask.sum(-1)).mean()
+
+
+def sft_logits_float32(batch):
+    logps, mask = labelled(batch.chosen.float(), batch.chosen_labels)  # log_softmax in float32
+    return -mean(logps, mask).mean()
+
+
+@pytest.mark.parametrize(
+    ("fn", "like", "inputs"),
+    [
+        (DPOModule(), "dpo", "sequences"),
+        (dpo_detached_reference, "dpo", "sequences"),
+        (dpo_bce, "dpo", "sequences"),
+        (sft_masked_in_place, "sft", "tokens"),
+        (sft_logits_float32, "sft", "logits"),
+    ],
+)
+def test_unusual_but_correct_implementations_pass(fn, like, inputs):
+    assert_objective(fn, like=like, inputs=inputs, hparams={"beta": 0.3} if like == "dpo" else None)
 
 
 def test_hyper_parameters_reach_the_function():
@@ -249,7 +291,18 @@ CLOSED = {
     "orpo": {"closed/equal_responses"},
     "asft": {"closed/even_odds"},
     "simpo": {"closed/equal_means", "optimum"},
+    "dpo_norm": {"closed/policy_is_reference", "optimum"},
+    "exo": {"closed/policy_is_reference"},
+    "nca": {"closed/policy_is_reference"},
+    "bco_pair": {"closed/policy_is_reference"},
+    "sppo_hard": {"closed/policy_is_reference"},
+    "apo": {"closed/policy_is_reference"},
+    "discopop": {"closed/policy_is_reference"},
 }
+
+
+def test_every_built_in_objective_has_a_closed_form_checked():
+    assert set(CLOSED) == set(BUILTINS)
 
 
 @pytest.mark.parametrize("like", list(CLOSED))

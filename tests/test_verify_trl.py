@@ -14,33 +14,59 @@ import torch
 trl = pytest.importorskip("trl")
 pytestmark = pytest.mark.slow  # importing TRL's trainers takes some 6 s
 
+from lakelab.registry import OBJECTIVES  # noqa: E402
 from lakelab.verify import verify  # noqa: E402
 
-# TRL spelling -> (lakelab objective, the lakelab hyper-parameters that spelling means, the
-# function of tests/trl_code.py that runs TRL's code, the settings it is verified at). Named
-# here, not imported: collecting this file must not import TRL's trainers (some 6 s).
+# TRL spelling -> (the function of tests/trl_code.py that runs TRL's code for it, the settings
+# it is verified at). The lakelab objective and hyper-parameters each spelling means come from
+# the registry's `trl` mappings (one source); two spellings the registry does not claim, known
+# differences, name theirs here. Named, not imported: collecting this file must not import
+# TRL's trainers (some 6 s).
 CASES = {
-    "DPOTrainer(loss_type='sigmoid')": (
-        "dpo", {"variant": "sigmoid"}, "trl_dpo_sigmoid", [{"beta": 0.1}, {"beta": 0.5}],
-    ),
-    "DPOTrainer(loss_type='sigmoid', label_smoothing=eps)": (
-        "dpo", {"variant": "sigmoid"}, "trl_dpo_sigmoid_label_smoothing",
-        [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.2}],
-    ),
-    "DPOTrainer(loss_type='hinge')": (
-        "dpo", {"variant": "hinge"}, "trl_dpo_hinge", [{"beta": 0.1}, {"beta": 0.5}],
-    ),
+    "DPOTrainer(loss_type='sigmoid')": ("trl_dpo_sigmoid", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='hinge')": ("trl_dpo_hinge", [{"beta": 0.1}, {"beta": 0.5}]),
     "DPOTrainer(loss_type='robust')": (
-        "dpo", {"variant": "robust"}, "trl_dpo_robust",
+        "trl_dpo_robust",
         [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.1}],
     ),
-    "DPOTrainer(loss_type='ipo')": ("ipo", {}, "trl_dpo_ipo", [{"beta": 0.1}, {"beta": 0.5}]),
-    "ORPOTrainer": ("orpo", {}, "trl_orpo", [{"lam": 0.1}, {"lam": 0.5}]),
-    "CPOTrainer(loss_type='simpo', cpo_alpha=0.0)": (
-        "simpo", {}, "trl_cpo_simpo", [{"beta": 2.0, "gamma": 0.5}, {"beta": 5.0, "gamma": 1.0}],
+    "DPOTrainer(loss_type='ipo')": ("trl_dpo_ipo", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='exo_pair')": (
+        "trl_dpo_exo_pair", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
-    "SFTTrainer(loss_type='nll')": ("sft", {}, "trl_sft", [{}]),
+    "DPOTrainer(loss_type='nca_pair')": ("trl_dpo_nca_pair", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='bco_pair')": ("trl_dpo_bco_pair", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='sppo_hard')": ("trl_dpo_sppo_hard", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='apo_zero')": ("trl_dpo_apo_zero", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='apo_down')": ("trl_dpo_apo_down", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='discopop')": (
+        "trl_dpo_discopop", [{"beta": 0.1}, {"beta": 0.5, "discopop_tau": 0.2}],
+    ),
+    "DPOTrainer(loss_type='sigmoid_norm')": (
+        "trl_dpo_sigmoid_norm", [{"beta": 0.1}, {"beta": 0.5}],
+    ),
+    "ORPOTrainer": ("trl_orpo", [{"lam": 0.1}, {"lam": 0.5}]),
+    "CPOTrainer(loss_type='simpo', cpo_alpha=0.0)": (
+        "trl_cpo_simpo", [{"beta": 2.0, "gamma": 0.5}, {"beta": 5.0, "gamma": 1.0}],
+    ),
+    "DPOTrainer(loss_type='sigmoid', label_smoothing=eps)": (
+        "trl_dpo_sigmoid_label_smoothing",
+        [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.2}],
+    ),
+    "SFTTrainer(loss_type='nll')": ("trl_sft", [{}]),
 }  # fmt: skip
+UNCLAIMED = {  # spellings no registry entry claims: what each is compared with
+    "DPOTrainer(loss_type='sigmoid', label_smoothing=eps)": ("dpo", {"variant": "sigmoid"}),
+    "SFTTrainer(loss_type='nll')": ("sft", {}),
+}
+
+
+def claimed() -> dict[str, tuple[str, dict]]:
+    """TRL spelling -> (lakelab objective, its hyper-parameters), from the registry."""
+    return {
+        spelling: (name, hparams)
+        for name, objective in OBJECTIVES.items()
+        for spelling, hparams in objective.trl.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +87,13 @@ KNOWN_DIFFERENCES = {
         "0.1: inf vs lakelab's 184.90, which clamps log1mexp's argument at -1e-6); every other "
         "check passes (its float32 upcast, lines 691-692, stays within 3e-9 relative)"
     ),
+    "DPOTrainer(loss_type='discopop')": (
+        "TRL's DiscoPOP multiplies sigmoid(rho / tau) by exp(-rho) (dpo_trainer.py:1486-1493): "
+        "for a margin rho far below 0 that is 0 * inf = NaN (rho < -709 in float64, < -88 in "
+        "float32 and bfloat16), where the loss is finite; lakelab computes the product as "
+        "exp(logsigmoid(rho / tau) - rho): agrees/extremes and float32 fail (and agrees/saturated "
+        "at beta 0.5)"
+    ),
     "SFTTrainer(loss_type='nll')": (
         "TRL's SFT loss is a token-level mean over the batch (sft_trainer.py:1616-1618), "
         "lakelab's sft a mean of per-sequence means: they differ on unequal lengths"
@@ -69,7 +102,9 @@ KNOWN_DIFFERENCES = {
 
 
 def cases():
-    for spelling, (like, fixed, name, settings) in CASES.items():
+    meaning = claimed() | UNCLAIMED
+    for spelling, (name, settings) in CASES.items():
+        like, fixed = meaning[spelling]
         for hparams in settings:
             marks = ()
             if spelling in KNOWN_DIFFERENCES:
@@ -83,9 +118,10 @@ def failed(report) -> dict[str, str]:
     return {c.name: c.measured for c in report.checks if not c.ok}
 
 
-def test_every_case_names_a_function_of_trl_code(code):
+def test_every_trl_spelling_the_registry_claims_is_run(code):
+    assert set(claimed()) | set(UNCLAIMED) == set(CASES)
     assert set(KNOWN_DIFFERENCES) <= set(CASES)
-    for _, _, name, _ in CASES.values():
+    for name, _ in CASES.values():
         assert callable(getattr(code, name))
 
 
@@ -127,6 +163,19 @@ def test_trl_orpo_is_infinite_at_a_mean_log_prob_of_zero(code):
     assert fails["agrees/extremes"].startswith("loss inf"), str(report)
     chosen = torch.tensor([-0.5], dtype=torch.float64)
     assert math.isinf(code.trl_orpo(chosen, torch.zeros(1, dtype=torch.float64)).item())
+
+
+def test_trl_discopop_is_nan_far_below_a_zero_margin(code):
+    report = verify(code.trl_dpo_discopop, like="discopop")
+    assert set(failed(report)) == {"agrees/extremes", "float32"}, str(report)
+    assert failed(report)["agrees/extremes"].startswith("loss nan"), str(report)  # rho = -3000
+    assert failed(report)["float32"].startswith("loss nan"), str(report)
+    far = torch.tensor([-8000.0], dtype=torch.float64)  # rho = 0.1 * -8000 = -800
+    zero = torch.zeros(1, dtype=torch.float64)
+    assert math.isnan(code.trl_dpo_discopop(zero, -far, zero, zero).item())
+    from lakelab.pairwise import discopop_loss
+
+    assert math.isfinite(discopop_loss(zero, -far, zero, zero)[0].item())
 
 
 def test_trl_sft_is_a_token_mean_and_agrees_on_equal_lengths(code):

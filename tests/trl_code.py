@@ -103,7 +103,9 @@ class _FusedLM:
 # -- DPOTrainer: trl/trainer/dpo_trainer.py --------------------------------------------------
 
 
-def _dpo_self(loss_type: str, beta: float, label_smoothing: float) -> SimpleNamespace:
+def _dpo_self(
+    loss_type: str, beta: float, label_smoothing: float, discopop_tau: float = 0.05
+) -> SimpleNamespace:
     """What ``DPOTrainer._compute_loss`` reads of ``self``, as ``DPOTrainer.__init__`` sets it
     (dpo_trainer.py:801-818, 965-974) from ``DPOConfig`` defaults, except ``beta``,
     ``loss_type``, ``label_smoothing`` and ``precompute_ref_log_probs=True`` (the reference's
@@ -120,7 +122,7 @@ def _dpo_self(loss_type: str, beta: float, label_smoothing: float) -> SimpleName
         beta=beta,
         label_smoothing=label_smoothing,
         use_weighting=False,
-        args=SimpleNamespace(discopop_tau=0.05),
+        args=SimpleNamespace(discopop_tau=discopop_tau),
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         _total_train_tokens=0,
         _tp_size=1,
@@ -136,6 +138,7 @@ def _dpo(
     *,
     beta: float,
     label_smoothing: float = 0.0,
+    discopop_tau: float = 0.05,
     inputs_are_means: bool = False,
 ) -> torch.Tensor:
     """``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) on a batch from TRL's
@@ -164,7 +167,7 @@ def _dpo(
     else:  # the sum S spread evenly over the response's tokens
         per_token = values / lengths
     batch["ref_chosen_logps"], batch["ref_rejected_logps"] = ref_chosen, ref_rejected
-    trainer = _dpo_self(loss_type, beta, label_smoothing)
+    trainer = _dpo_self(loss_type, beta, label_smoothing, discopop_tau)
     return DPOTrainer._compute_loss(trainer, _FusedLM(per_token), batch, return_outputs=False)
 
 
@@ -229,6 +232,64 @@ def trl_dpo_ipo(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
     IPO on mean log-probs A(y), as lakelab's ipo. ``verify`` feeds A(y); this function lays A
     on every response token (of 1 to 3 tokens) so that TRL's own sum and division run."""
     return _dpo("ipo", chosen, rejected, ref_chosen, ref_rejected, beta=beta, inputs_are_means=True)
+
+
+def trl_dpo_exo_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=1e-3):
+    """``DPOTrainer(loss_type='exo_pair', label_smoothing=eps)``: the branch at
+    dpo_trainer.py:1406-1417 (EXO-pref, eq. 16 of Ji et al.). Inputs S(y)."""
+    return _dpo(
+        "exo_pair", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        label_smoothing=label_smoothing,
+    )  # fmt: skip
+
+
+def trl_dpo_nca_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='nca_pair')``: the branch at dpo_trainer.py:1419-1426. Inputs
+    S(y)."""
+    return _dpo("nca_pair", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_bco_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='bco_pair')``: the branch at dpo_trainer.py:1433-1436, without
+    the paper's reward shift (lakelab's bco_pair at delta = 0). Inputs S(y)."""
+    return _dpo("bco_pair", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_sppo_hard(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='sppo_hard')``: the branch at dpo_trainer.py:1438-1445. Inputs
+    S(y)."""
+    return _dpo("sppo_hard", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_apo_zero(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='apo_zero')``: the branch at dpo_trainer.py:1467-1473. Inputs
+    S(y)."""
+    return _dpo("apo_zero", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_apo_down(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='apo_down')``: the branch at dpo_trainer.py:1475-1481. Inputs
+    S(y)."""
+    return _dpo("apo_down", chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+def trl_dpo_discopop(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, discopop_tau=0.05):
+    """``DPOTrainer(loss_type='discopop')`` with ``DPOConfig.discopop_tau``: the branch at
+    dpo_trainer.py:1483-1493 (it reads ``self.args.discopop_tau``). Inputs S(y)."""
+    return _dpo(
+        "discopop", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        discopop_tau=discopop_tau,
+    )  # fmt: skip
+
+
+def trl_dpo_sigmoid_norm(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='sigmoid_norm')``: the branch at dpo_trainer.py:1504-1509, which
+    divides the summed log-ratios by the response lengths: DPO on mean log-probs A(y), which
+    ``verify`` feeds (laid on every response token, as for ``trl_dpo_ipo``)."""
+    return _dpo(
+        "sigmoid_norm", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        inputs_are_means=True,
+    )  # fmt: skip
 
 
 # -- ORPOTrainer: trl/experimental/orpo/orpo_trainer.py ---------------------------------------

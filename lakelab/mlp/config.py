@@ -13,6 +13,7 @@ from typing import Any
 
 from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lakes import make_lake
+from lakelab.registry import BUILTINS
 from lakelab.validate import check_choice, check_real
 
 CHOSEN_MODES = ("demos", "single")
@@ -107,6 +108,7 @@ PRESETS: dict[str, LakeConfig] = {
     "quick": LakeConfig(
         seeds=3, steps=60, optimum_steps=400, n_demos=64, batch_size=32, log_every=20
     ),
+    "all": LakeConfig(methods=BUILTINS),  # the paper's protocol, every built-in objective
 }
 
 

@@ -1,0 +1,251 @@
+"""More reference-based pairwise objectives: the other loss types of TRL's DPO trainer.
+
+Each takes the per-sequence log-probs of a pair and the reference's, (B,) each, like
+``lakelab.objectives.dpo_loss``; most work on the log-ratios
+
+    r_w = S_w - S_ref_w,   r_l = S_l - S_ref_l     (summed log-probs; A for dpo_norm)
+
+and return ``(loss, metrics)`` with the same ``reduction`` and metrics as DPO (rewards/* =
+beta r, logps/*). Where a paper and TRL's code differ, the docstring says which one lakelab
+follows. At pi = pi_ref (r_w = r_l = 0) each has a value stated in its docstring, which
+``lakelab verify`` checks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lakelab.objectives import (
+    POSITIVE,
+    _check_sequences,
+    _reduce,
+    _reward_metrics,
+    logsigmoid,
+)
+from lakelab.validate import Interval, check_choice
+
+__all__ = [
+    "APO_VARIANTS",
+    "apo_loss",
+    "bco_pair_loss",
+    "discopop_loss",
+    "dpo_norm_loss",
+    "exo_loss",
+    "nca_loss",
+    "sppo_hard_loss",
+]
+
+APO_VARIANTS = ("down", "zero")
+EXO_SMOOTHING = Interval(0.0, 0.5, low_open=True, high_open=True)  # log(eps) needs eps > 0
+REAL = Interval(None, None)
+
+
+def _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    """Checked inputs -> (r_w, r_l, beta): the log-ratios of the chosen and the rejected."""
+    _check_sequences(
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
+    beta = POSITIVE.check("beta", beta)
+    return chosen_logps - ref_chosen_logps, rejected_logps - ref_rejected_logps, beta
+
+
+def _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction):
+    metrics = _reward_metrics(beta * r_w, beta * r_l)
+    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
+    return _reduce(losses, metrics, reduction)
+
+
+def exo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 1e-3,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """EXO-pref: the reverse KL from the pair's policy distribution to the labels (Ji et al.
+    2024, eq. 16 with K = 2; TRL's "exo_pair").
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        d = beta * (r_w - r_l); q_w = sigmoid(d), q_l = sigmoid(-d)
+        L = q_w (log q_w - log(1 - eps)) + q_l (log q_l - log eps)
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs). eps in (0, 0.5) is the label
+    distribution's mass on the rejected response (TRL's ``label_smoothing``; its docs suggest
+    1e-3, lakelab's default): eps = 0 makes log eps infinite, so it is refused. The paper
+    has separate temperatures for the policy and the reward; with one beta, as TRL, they
+    coincide. At pi = pi_ref: -log 2 - log(eps (1 - eps)) / 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    eps = EXO_SMOOTHING.check("label_smoothing", label_smoothing)
+    d = beta * (r_w - r_l)
+    log_q_w, log_q_l = logsigmoid(d), logsigmoid(-d)
+    losses = log_q_w.exp() * (log_q_w - math.log1p(-eps)) + log_q_l.exp() * (
+        log_q_l - math.log(eps)
+    )
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def nca_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Noise Contrastive Alignment, pairwise (Chen et al. 2024, NCA with K = 2; TRL's
+    "nca_pair"): the chosen response's own reward pushed up, both pushed down by half.
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        L = -logsigmoid(beta r_w) - 0.5 logsigmoid(-beta r_w) - 0.5 logsigmoid(-beta r_l)
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs). Unlike DPO it depends on each reward,
+    not only on their difference, so it can keep the chosen likelihood from falling. At pi =
+    pi_ref: 2 log 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    losses = -logsigmoid(beta * r_w) - 0.5 * logsigmoid(-beta * r_w) - 0.5 * logsigmoid(-beta * r_l)
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def bco_pair_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    delta: float = 0.0,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Binary Classifier Optimization on pairs (Jung et al. 2024; TRL's "bco_pair"):
+    the chosen response classified as good, the rejected as bad, by the reward beta r.
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        L = -logsigmoid(beta r_w - delta) - logsigmoid(-(beta r_l - delta))
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs). The paper's reward shift delta is a
+    running mean of the rewards; lakelab takes it as a fixed number (a loss of one batch must
+    not depend on another), and delta = 0 is TRL's "bco_pair", which has no shift. At pi =
+    pi_ref with delta = 0: 2 log 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    delta = REAL.check("delta", delta)
+    losses = -logsigmoid(beta * r_w - delta) - logsigmoid(-(beta * r_l - delta))
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def sppo_hard_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Self-Play Preference Optimization with hard probabilities (Wu et al. 2024, eq. 4.7 with
+    P = 1 for the chosen and 0 for the rejected response; TRL's "sppo_hard").
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        L = (r_w - 1 / (2 beta))^2 + (r_l + 1 / (2 beta))^2
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs). Each log-ratio regresses onto its own
+    target, +-1/(2 beta): eta = 1/beta in the paper's notation. At pi = pi_ref: 1 / (2 beta^2).
+    The paper's soft version takes P from a preference model; the reference is the previous
+    iterate of self-play, here the fixed start policy.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    losses = (r_w - 1 / (2 * beta)) ** 2 + (r_l + 1 / (2 * beta)) ** 2
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def apo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    variant: str = "zero",
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Anchored Preference Optimization (D'Oosterlinck et al. 2024; TRL's "apo_zero" and
+    "apo_down"): each reward anchored, not only their difference.
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        "zero": L = (1 - sigmoid(beta r_w)) + sigmoid(beta r_l)                   (eq. 7)
+        "down": L = sigmoid(beta r_w) + (1 - sigmoid(beta (r_w - r_l)))           (eq. 8)
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs). "zero" raises the chosen likelihood and
+    lowers the rejected one (chosen responses better than the model's own); "down" lowers
+    both, the rejected more (chosen responses worse than the model's own). At pi = pi_ref: 1.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    check_choice("variant", variant, APO_VARIANTS)
+    if variant == "zero":
+        losses = (1 - torch.sigmoid(beta * r_w)) + torch.sigmoid(beta * r_l)
+    else:
+        losses = torch.sigmoid(beta * r_w) + (1 - torch.sigmoid(beta * (r_w - r_l)))
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def discopop_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    discopop_tau: float = 0.05,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """DiscoPOP, the log-ratio modulated loss found by LLM-driven search (Lu et al. 2024,
+    eq. 5; TRL's "discopop"): DPO's logistic loss blended with an exponential one.
+
+        r_w = S_w - S_ref_w, r_l = S_l - S_ref_l
+        rho = beta * (r_w - r_l); m = sigmoid(rho / tau)
+        L = (1 - m) (-logsigmoid(rho)) + m exp(-rho)
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs); tau is TRL's ``discopop_tau`` (0.05).
+    m exp(-rho) is computed as exp(logsigmoid(rho / tau) - rho), finite where exp(-rho)
+    alone would overflow (a margin far below 0, where m is 0). At pi = pi_ref: (1 + log 2) / 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    tau = POSITIVE.check("discopop_tau", discopop_tau)
+    rho = beta * (r_w - r_l)
+    m = torch.sigmoid(rho / tau)
+    losses = (1 - m) * -logsigmoid(rho) + torch.exp(logsigmoid(rho / tau) - rho)
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def dpo_norm_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """DPO on mean log-probs, length-normalised DPO (Lambert et al. 2024, Tulu 3; TRL's
+    "sigmoid_norm").
+
+        d = beta * ((A_w - A_ref_w) - (A_l - A_ref_l))
+        L = -logsigmoid(d)
+
+    Shapes as in ``dpo_loss`` but the inputs are A(y), mean log-probs: rewards/* are beta
+    (A - A_ref). At pi = pi_ref: log 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    losses = -logsigmoid(beta * (r_w - r_l))
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
