@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lakelab import objectives as obj
-from lakelab import pairwise
+from lakelab import pairwise, reference_free
 from lakelab.objective_spec import HyperParam, Objective, check_objective
 from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
 from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
@@ -356,6 +356,69 @@ OBJECTIVES: dict[str, Objective] = {
         r"(A_l - A^{\mathrm{ref}}_l)\bigr]\Bigr)",
         paper="Lambert et al. 2024 (Tulu 3), arXiv 2411.15124",
         trl={"DPOTrainer(loss_type='sigmoid_norm')": {}},
+    ),
+    # -- the other loss types of TRL's CPO trainer (lakelab.reference_free) -------------------
+    "cpo": Objective(
+        name="cpo",
+        title="CPO",
+        loss_fn=reference_free.cpo_loss,
+        needs_pairs=True,
+        needs_reference=False,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature (TRL default 0.1)"),
+            _choice("variant", "sigmoid", reference_free.CPO_VARIANTS, help="sigmoid or hinge"),
+            _real(
+                "label_smoothing",
+                0.0,
+                obj.LABEL_SMOOTHING,
+                help="assumed label-flip rate eps; 0 for hinge",
+            ),
+        ),
+        summary="DPO with a uniform reference: the summed log-prob margin, no reference model.",
+        formula="d = beta * (S_w - S_l); "
+        '"sigmoid": L = -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)',
+        latex=r"\mathcal{L}_{\mathrm{CPO}} = -\log \sigma\bigl(\beta (S_w - S_l)\bigr)",
+        paper="Xu et al. 2024, arXiv 2401.08417 (without its NLL term)",
+        equation="eq. 3",
+        trl={
+            "CPOTrainer(loss_type='sigmoid', cpo_alpha=0.0)": {"variant": "sigmoid"},
+            "CPOTrainer(loss_type='hinge', cpo_alpha=0.0)": {"variant": "hinge"},
+        },
+    ),
+    "cpo_ipo": Objective(
+        name="cpo_ipo",
+        title="IPO without a reference",
+        loss_fn=reference_free.cpo_ipo_loss,
+        needs_pairs=True,
+        needs_reference=False,
+        reduction="mean",
+        hyperparams=(_real("beta", 0.1, obj.POSITIVE, help="target margin is 1/(2 beta)"),),
+        summary="Regress the mean log-prob margin onto 1/(2 beta), no reference model.",
+        formula="L = (A_w - A_l - 1 / (2 beta))^2",
+        latex=r"\mathcal{L}_{\mathrm{IPO}} = \Bigl(A_w - A_l - \frac{1}{2\beta}\Bigr)^2",
+        paper="Azar et al. 2023, arXiv 2310.12036, as TRL's CPO trainer writes it",
+        trl={"CPOTrainer(loss_type='ipo', cpo_alpha=0.0)": {}},
+    ),
+    "alphapo": Objective(
+        name="alphapo",
+        title="AlphaPO",
+        loss_fn=reference_free.alphapo_loss,
+        needs_pairs=True,
+        needs_reference=False,
+        reduction="mean",
+        hyperparams=(
+            _real("beta", 2.0, obj.POSITIVE, help="reward scale"),
+            _real("gamma", 0.5, obj.NONNEGATIVE, help="target reward margin"),
+            _real("alpha", 0.0, reference_free.ALPHA, help="reward shape (0: SimPO)"),
+        ),
+        summary="SimPO on a reward reshaped by alpha.",
+        formula="L = -logsigmoid(beta * (u_w - u_l) - gamma); "
+        "u = (1 - p^(-alpha)) / alpha with p = exp(A)",
+        latex=r"\mathcal{L}_{\mathrm{AlphaPO}} = -\log \sigma\bigl(\beta (u_w - u_l) - "
+        r"\gamma\bigr), \quad u = \frac{1 - e^{-\alpha A}}{\alpha}",
+        paper="Gupta et al. 2025, arXiv 2501.03884",
+        trl={"CPOTrainer(loss_type='alphapo')": {}},
     ),
 }
 

@@ -198,7 +198,7 @@ MUTANTS = [
            dpo_no_label_smoothing, {"hparam/label_smoothing": "label_smoothing is ignored"}),
     Mutant("simpo_gamma_ignored", "ignored hyper-parameter", "simpo", "sequences",
            simpo_gamma_ignored, {"hparam/gamma": "gamma is ignored",
-                                 "closed/equal_means": "gamma is not subtracted"}),
+                                 "closed/equal_means": "(gamma, 1 / (2 beta)) is not subtracted"}),
     Mutant("dpo_misaligned", "pairing", "dpo", "sequences", dpo_misaligned,
            {"agrees/random": "differs"}),
     Mutant("dpo_detached_rejected", "gradient", "dpo", "sequences", dpo_detached_rejected,

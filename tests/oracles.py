@@ -269,3 +269,32 @@ def pairwise_loss(name: str, c, r, rc, rr, hp: dict) -> float:
             raise ValueError(f"no oracle for {name!r}")
         losses.append(loss)
     return sum(losses) / len(losses)
+
+
+def reference_free_loss(name: str, c, r, hp: dict) -> float:
+    """The CPO trainer's other losses (lakelab.reference_free), batch mean, per pair of the
+    policy's log-probs c, r (summed for cpo, mean for the others): cpo sigmoid
+    -(1 - eps) logsig(beta (c - r)) - eps logsig(-beta (c - r)), hinge max(0, 1 - beta (c - r));
+    cpo_ipo (c - r - 1 / (2 beta))^2; alphapo -logsig(beta (u(c) - u(r)) - gamma) with
+    u(a) = (1 - e^(-alpha a)) / alpha (a at alpha = 0)."""
+    beta = hp["beta"]
+    losses = []
+    for i in range(len(c)):
+        if name == "cpo" and hp["variant"] == "sigmoid":
+            d, eps = beta * (c[i] - r[i]), hp["label_smoothing"]
+            loss = -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+        elif name == "cpo":
+            loss = max(0.0, 1 - beta * (c[i] - r[i]))
+        elif name == "cpo_ipo":
+            loss = (c[i] - r[i] - 1 / (2 * beta)) ** 2
+        elif name == "alphapo":
+            alpha = hp["alpha"]
+
+            def u(a: float, alpha=alpha) -> float:
+                return a if alpha == 0 else (1 - math.exp(-alpha * a)) / alpha
+
+            loss = -logsigmoid(beta * (u(c[i]) - u(r[i])) - hp["gamma"])
+        else:
+            raise ValueError(f"no oracle for {name!r}")
+        losses.append(loss)
+    return sum(losses) / len(losses)

@@ -32,7 +32,7 @@ EXPERIMENT = "app_pages/experiment.py"
 EXPLORER = "app_pages/explorer.py"
 LAKE = "app_pages/lake.py"
 LM = "app_pages/lm.py"
-AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+pytestmark = pytest.mark.slow  # the app's pages (Streamlit's import and reruns): make test only
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def start(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKELAB_APP_RUNS", str(tmp_path))
 
     def open_page(page: str = LAKE):
-        at = AppTest.from_file(str(APP), default_timeout=120).switch_page(page).run()
+        app_test = pytest.importorskip("streamlit.testing.v1").AppTest  # imported when used
+        at = app_test.from_file(str(APP), default_timeout=120).switch_page(page).run()
         assert not at.exception
         return at
 

@@ -38,6 +38,8 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
         return oracles.orpo_loss(c, r, hp["lam"])
     if objective == "asft":
         return oracles.asft_loss(c, r, hp["lam"], hp["beta"])
+    if objective in ("cpo", "cpo_ipo", "alphapo"):
+        return oracles.reference_free_loss(objective, c, r, hp)
     return oracles.simpo_loss(c, r, hp["beta"], hp["gamma"])
 
 

@@ -19,8 +19,8 @@ from lakelab.registry import (
     resolve_hparams,
 )
 
-NAMES = ["apo", "asft", "bco_pair", "discopop", "dpo", "dpo_norm", "exo", "ift", "ipo", "nca",
-         "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
+NAMES = ["alphapo", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo", "dpo_norm",
+         "exo", "ift", "ipo", "nca", "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -153,7 +153,7 @@ def test_resolve_hparams_fills_defaults_and_validates():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['apo', 'asft', "):
+    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['alphapo', 'apo', "):
         get_objective("kto")
     with pytest.raises(ValueError, match="unknown objective 'kto'"):
         compute_objective("kto", token_batch())

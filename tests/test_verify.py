@@ -298,6 +298,9 @@ CLOSED = {
     "sppo_hard": {"closed/policy_is_reference"},
     "apo": {"closed/policy_is_reference"},
     "discopop": {"closed/policy_is_reference"},
+    "cpo": {"closed/equal_responses", "optimum"},
+    "cpo_ipo": {"closed/equal_means"},
+    "alphapo": {"closed/equal_means"},
 }
 
 

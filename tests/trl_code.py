@@ -323,21 +323,19 @@ def trl_orpo(chosen, rejected, lam=0.1):
 # -- CPOTrainer: trl/experimental/cpo/cpo_trainer.py ------------------------------------------
 
 
-def trl_cpo_simpo(chosen, rejected, beta=2.0, gamma=0.5):
-    """``CPOTrainer(loss_type='simpo', cpo_alpha=0.0, simpo_gamma=gamma)``, TRL's SimPO:
-    ``CPOTrainer.get_batch_loss_metrics``, trl/experimental/cpo/cpo_trainer.py:865-917, which
-    calls ``cpo_loss`` (lines 678-749; the simpo branch at 715-722: ``logits = (A_w - A_l) -
-    gamma / beta``, ``-logsigmoid(beta * logits)`` with label_smoothing 0) and returns
-    ``losses.mean() + cpo_alpha * nll`` (line 890). Inputs A(y): TRL's forward returns mean
-    log-probs for simpo (``average_log_prob=self.loss_type in ["ipo", "simpo"]``, line 850).
-    The fake forward returns the NLL that TRL's does with ``cpo_alpha == 0``,
-    ``torch.tensor(0.0)`` (line 843); ``alpha`` (AlphaPO) is its default 0."""
+def _cpo(loss_type, chosen, rejected, *, beta, gamma=0.5, label_smoothing=0.0, alpha=0.0):
+    """``CPOTrainer.get_batch_loss_metrics``, trl/experimental/cpo/cpo_trainer.py:865-917,
+    which calls ``cpo_loss`` (lines 678-749) and returns ``losses.mean() + cpo_alpha * nll``
+    (line 890), with ``cpo_alpha = 0``: the fake forward returns the NLL that TRL's does
+    then, ``torch.tensor(0.0)`` (line 843), and the per-sequence log-probs ``verify`` feeds,
+    summed for "sigmoid" and "hinge", mean for "ipo" and "simpo" as TRL's forward computes
+    them (``average_log_prob=self.loss_type in ["ipo", "simpo"]``, line 850)."""
     trainer = SimpleNamespace(
         beta=beta,
-        loss_type="simpo",
+        loss_type=loss_type,
         simpo_gamma=gamma,
-        label_smoothing=0.0,
-        alpha=0.0,
+        label_smoothing=label_smoothing,
+        alpha=alpha,
         cpo_alpha=0.0,
         accelerator=_Accelerator(),
         aux_loss_enabled=False,
@@ -351,6 +349,39 @@ def trl_cpo_simpo(chosen, rejected, beta=2.0, gamma=0.5):
     trainer.concatenated_forward = concatenated_forward
     loss, _metrics = CPOTrainer.get_batch_loss_metrics(trainer, None, {}, train_eval="train")
     return loss
+
+
+def trl_cpo_simpo(chosen, rejected, beta=2.0, gamma=0.5):
+    """``CPOTrainer(loss_type='simpo', cpo_alpha=0.0, simpo_gamma=gamma)``, TRL's SimPO: the
+    simpo branch of ``cpo_loss`` (lines 715-722: ``logits = (A_w - A_l) - gamma / beta``,
+    ``-logsigmoid(beta * logits)`` with label_smoothing 0). Inputs A(y)."""
+    return _cpo("simpo", chosen, rejected, beta=beta, gamma=gamma)
+
+
+def trl_cpo_sigmoid(chosen, rejected, beta=0.1, label_smoothing=0.0):
+    """``CPOTrainer(loss_type='sigmoid', cpo_alpha=0.0)``: the branch at lines 723-728.
+    Inputs S(y)."""
+    return _cpo("sigmoid", chosen, rejected, beta=beta, label_smoothing=label_smoothing)
+
+
+def trl_cpo_hinge(chosen, rejected, beta=0.1):
+    """``CPOTrainer(loss_type='hinge', cpo_alpha=0.0)``: the branch at lines 729-730. Inputs
+    S(y)."""
+    return _cpo("hinge", chosen, rejected, beta=beta)
+
+
+def trl_cpo_ipo(chosen, rejected, beta=0.1):
+    """``CPOTrainer(loss_type='ipo', cpo_alpha=0.0)``: the branch at lines 731-733. Inputs
+    A(y)."""
+    return _cpo("ipo", chosen, rejected, beta=beta)
+
+
+def trl_cpo_alphapo(chosen, rejected, beta=2.0, gamma=0.5, alpha=0.0):
+    """``CPOTrainer(loss_type='alphapo', alpha=alpha)``: ``CPOConfig.__post_init__``
+    (cpo_config.py:177-179) makes it loss type "simpo" with ``cpo_alpha = 0``, and
+    ``cpo_loss`` reshapes the rewards at lines 697-707, ``(1 - p**(-alpha)) / alpha`` with
+    p = exp(A). Inputs A(y)."""
+    return _cpo("simpo", chosen, rejected, beta=beta, gamma=gamma, alpha=alpha)
 
 
 # -- SFTTrainer: trl/trainer/sft_trainer.py ---------------------------------------------------

@@ -11,7 +11,8 @@ Closed forms (``closed/...``), each on a small per-token batch with a prompt and
     ift   with gamma = 0 it is SFT
     orpo  with y_w = y_l it is -A(y_w) + lam log 2
     asft  with every token at probability 1/2 it is log 2 (1 + 2 lam)
-    simpo with A(y_w) = A(y_l) it is log(1 + exp(gamma))
+    simpo, alphapo with A(y_w) = A(y_l) it is log(1 + exp(gamma)); cpo_ipo (1 / (2 beta))^2
+    cpo   with y_w = y_l it is log 2 (hinge: 1)
 
 The defining optimum (``optimum``), on a one-state tabular problem: K = 4 responses of one
 token each, pi = softmax(theta), pairs (i, j) of every two responses labelled by
@@ -21,6 +22,7 @@ population loss sum_{i != j} P(i > j) loss(i, j) is minimised at
     dpo (sigmoid or robust, no label smoothing)   pi_ref exp(r / beta) / Z
     dpo_norm (A(y) = S(y) for one-token responses) pi_ref exp(r / beta) / Z
     simpo with gamma = 0                          exp(r / beta) / Z  (no reference)
+    cpo (sigmoid, no label smoothing)             exp(r / beta) / Z  (no reference)
     ipo   pi_ref exp(u) / Z with u_i = (1/K) sum_j (2 P(i > j) - 1) / (2 beta)  (least squares
           of the margins onto IPO's targets over every pair)
     sft   (chosen responses drawn from d; no pairs)  d
@@ -187,17 +189,33 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 "absolute term is missing or mis-weighted",
             )
         ]
-    if name == "simpo":
-        x, m = tokens([[-1.0, -2.0], [-0.5], [-3.0, -1.0, -2.0]])
-        y, n = tokens([[-1.5], [-0.25, -0.75], [-2.0, -2.0]])  # the same means, other lengths
+    x, m = tokens([[-1.0, -2.0], [-0.5], [-3.0, -1.0, -2.0]])
+    y, n = tokens([[-1.5], [-0.25, -0.75], [-2.0, -2.0]])  # the same means, other lengths
+    if name in ("simpo", "alphapo", "cpo_ipo"):
+        value, says = (
+            ((1 / (2 * knobs["beta"])) ** 2, "(1 / (2 beta))^2")
+            if name == "cpo_ipo"
+            else (math.log1p(math.exp(knobs["gamma"])), "log(1 + exp(gamma))")
+        )
         return [
             ClosedForm(
                 "closed/equal_means",
-                "with A(y_w) = A(y_l) the loss is log(1 + exp(gamma))",
+                f"with A(y_w) = A(y_l) the loss is {says}",
                 SequenceLogps(x, m, y, n),
-                math.log1p(math.exp(knobs["gamma"])),
+                value,
                 "the margin is not taken between mean log-probs (summed ones differ here), "
-                "or gamma is not subtracted",
+                "or the target margin (gamma, 1 / (2 beta)) is not subtracted",
+            )
+        ]
+    if name == "cpo":
+        value = 1.0 if knobs["variant"] == "hinge" else math.log(2)
+        return [
+            ClosedForm(
+                "closed/equal_responses",
+                f"with y_w = y_l the loss is {'1 (hinge)' if value == 1 else 'log 2'}",
+                SequenceLogps(x, m, x.clone(), m.clone()),
+                value,
+                "the margin is not S(y_w) - S(y_l), or the loss is rescaled",
             )
         ]
     return []
@@ -252,6 +270,8 @@ def optimum(objective: Objective, knobs: dict) -> Optimum | None:
     if dpo_like or name == "dpo_norm":  # one-token responses: A(y) = S(y)
         tilted = _normalised(PI_REF * torch.exp(reward / beta))
         return Optimum("pi_ref exp(r / beta) / Z", tilted, PI_REF, reward)
+    if name == "cpo" and knobs["variant"] == "sigmoid" and knobs["label_smoothing"] == 0:
+        return Optimum("exp(r / beta) / Z", _normalised(torch.exp(reward / beta)), None, reward)
     if name == "simpo":
         tilted = _normalised(torch.exp(reward / beta))
         return Optimum("exp(r / beta) / Z", tilted, None, reward, {"gamma": 0.0})
