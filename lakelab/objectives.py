@@ -51,6 +51,7 @@ __all__ = [
 
 BATCH_REDUCTIONS = ("mean", "none")
 DPO_VARIANTS = ("hinge", "robust", "sigmoid")
+F_DIVERGENCES = ("alpha_divergence", "forward_kl", "js_divergence", "reverse_kl")
 # The ranges of the hyper-parameters, declared once: the functions below check them, and the
 # registry (``lakelab.registry``) shows them in the app and the CLI.
 POSITIVE = Interval(0.0, None, low_open=True)  # the betas of DPO, IPO, ASFT and SimPO
@@ -223,6 +224,8 @@ def dpo_loss(
     beta: float = 0.1,
     variant: str = "sigmoid",
     label_smoothing: float = 0.0,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 1.0,
     reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict]:
     """Direct Preference Optimization on summed log-probs (Rafailov et al. 2023, eq. 7).
@@ -239,6 +242,16 @@ def dpo_loss(
         "robust":  L = (-(1 - eps) logsigmoid(d) + eps logsigmoid(-d)) / (1 - 2 eps)
                                                  (Chowdhury et al. 2024, TRL)
 
+    Other divergences from the reference (f-DPO, Wang et al. 2023; TRL's
+    ``f_divergence_type``) replace each log-ratio r = S - S_ref by f'(pi / pi_ref), constants
+    that cancel in the difference dropped, in d = beta * (g(r_w) - g(r_l)):
+
+        "reverse_kl":       g(r) = r                                   (DPO)
+        "forward_kl":       g(r) = 1 - exp(-r)
+        "js_divergence":    g(r) = log 2 + logsigmoid(r)
+        "alpha_divergence": g(r) = (exp((a - 1) r) - 1) / (a - 1), a = f_alpha_divergence_coef
+                            (TRL's coefficient; r at a = 1)
+
     | argument           | shape | meaning                              |
     |--------------------|-------|--------------------------------------|
     | chosen_logps       | (B,)  | S_pi(y_w), summed token log-probs    |
@@ -247,6 +260,8 @@ def dpo_loss(
     | ref_rejected_logps | (B,)  | S_ref(y_l)                           |
     | beta               | float | (0, inf), TRL default 0.1            |
     | label_smoothing    | float | eps in [0, 0.5); must be 0 for hinge |
+    | f_divergence_type  | str   | "reverse_kl" (DPO) or another above  |
+    | f_alpha_divergence_coef | float | a in (0, inf), alpha divergence only |
     | reduction          | str   | "mean" or "none" (per sequence)  |
 
     Metrics: rewards/* = beta (S - S_ref) as in TRL. Traps: only the *margin* is optimised, so
@@ -266,11 +281,18 @@ def dpo_loss(
     if variant == "hinge" and eps != 0.0:
         raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
 
+    check_choice("f_divergence_type", f_divergence_type, F_DIVERGENCES)
+    a = POSITIVE.check("f_alpha_divergence_coef", f_alpha_divergence_coef)
+
     chosen_rewards = beta * (chosen_logps - ref_chosen_logps)  # (B,)
     rejected_rewards = beta * (rejected_logps - ref_rejected_logps)  # (B,)
-    d = chosen_rewards - rejected_rewards  # (B,)
-    if variant == "sigmoid":
-        losses = -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    if f_divergence_type == "reverse_kl" or (f_divergence_type == "alpha_divergence" and a == 1):
+        d = chosen_rewards - rejected_rewards  # (B,)
+    else:
+        g_w = _f_score(chosen_logps - ref_chosen_logps, f_divergence_type, a)
+        d = beta * (g_w - _f_score(rejected_logps - ref_rejected_logps, f_divergence_type, a))
+    if variant == "sigmoid":  # (the eps term only if eps > 0: 0 * inf would be NaN)
+        losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
     elif variant == "hinge":
         losses = torch.relu(1 - d)
     else:  # robust
@@ -279,6 +301,15 @@ def dpo_loss(
     metrics = _reward_metrics(chosen_rewards, rejected_rewards)
     metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
     return _reduce(losses, metrics, reduction)
+
+
+def _f_score(r: torch.Tensor, kind: str, a: float) -> torch.Tensor:
+    """f'(pi / pi_ref) of the log-ratio r for f-DPO's divergences (see ``dpo_loss``)."""
+    if kind == "forward_kl":
+        return -torch.expm1(-r)  # 1 - exp(-r)
+    if kind == "js_divergence":
+        return math.log(2) + logsigmoid(r)
+    return torch.expm1((a - 1) * r) / (a - 1)  # alpha divergence, a != 1
 
 
 def ipo_loss(

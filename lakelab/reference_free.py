@@ -70,8 +70,8 @@ def cpo_loss(
     if variant == "hinge" and eps != 0.0:
         raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
     d = beta * (chosen_logps - rejected_logps)
-    if variant == "sigmoid":
-        losses = -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    if variant == "sigmoid":  # (the eps term only if eps > 0: 0 * inf would be NaN)
+        losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
     else:
         losses = torch.relu(1 - d)
     return _done(

@@ -126,6 +126,18 @@ OBJECTIVES: dict[str, Objective] = {
                 obj.LABEL_SMOOTHING,
                 help="assumed label-flip rate eps; 0 for hinge",
             ),
+            _choice(
+                "f_divergence_type",
+                "reverse_kl",
+                obj.F_DIVERGENCES,
+                help="the divergence from the reference (f-DPO); reverse_kl is DPO",
+            ),
+            _real(
+                "f_alpha_divergence_coef",
+                1.0,
+                obj.POSITIVE,
+                help="a of the alpha divergence (1: reverse KL)",
+            ),
         ),
         summary="Raise the reference-relative margin of chosen over rejected (Bradley-Terry).",
         formula="L = -logsigmoid(d); d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))",
@@ -138,6 +150,21 @@ OBJECTIVES: dict[str, Objective] = {
             "DPOTrainer(loss_type='sigmoid')": {"variant": "sigmoid", "label_smoothing": 0.0},
             "DPOTrainer(loss_type='hinge')": {"variant": "hinge"},
             "DPOTrainer(loss_type='robust')": {"variant": "robust"},
+            "DPOTrainer(loss_type='sigmoid', f_divergence_type='forward_kl')": {
+                "variant": "sigmoid",
+                "label_smoothing": 0.0,
+                "f_divergence_type": "forward_kl",
+            },
+            "DPOTrainer(loss_type='sigmoid', f_divergence_type='js_divergence')": {
+                "variant": "sigmoid",
+                "label_smoothing": 0.0,
+                "f_divergence_type": "js_divergence",
+            },
+            "DPOTrainer(loss_type='sigmoid', f_divergence_type='alpha_divergence')": {
+                "variant": "sigmoid",
+                "label_smoothing": 0.0,
+                "f_divergence_type": "alpha_divergence",
+            },
         },
     ),
     "ipo": Objective(

@@ -37,7 +37,13 @@ def test_hparams_are_a_dict_of_dicts_for_chosen_methods_in_range(cls):
     with pytest.raises(ValueError, match=r"dpo: beta must be in \(0, inf\), got 0"):
         cls(methods=("dpo",), hparams={"dpo": {"beta": 0}})
     config = cls(methods=("dpo",), hparams={"dpo": {"beta": 0.5}})
-    assert config.method_hparams("dpo") == {"beta": 0.5, "variant": "sigmoid", "label_smoothing": 0}
+    assert config.method_hparams("dpo") == {
+        "beta": 0.5,
+        "variant": "sigmoid",
+        "label_smoothing": 0,
+        "f_divergence_type": "reverse_kl",
+        "f_alpha_divergence_coef": 1.0,
+    }
 
 
 @pytest.mark.parametrize("cls", CONFIGS)

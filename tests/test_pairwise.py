@@ -155,3 +155,33 @@ def test_discopop_at_pi_ref_slopes_towards_a_negative_margin():
     assert slope(0.0) == pytest.approx((1 - math.log(2)) / (4 * tau) - 0.75, rel=1e-9)
     assert slope(0.0) > 0 and slope(-0.2) < 0 < slope(-0.05)  # a minimum in (-0.2, -0.05)
     assert slope(0.2) < 0  # beyond the maximum near +0.07 the margin grows again
+
+
+def test_f_dpo_scores_by_hand():
+    """f-DPO: d = beta (g(r_w) - g(r_l)) with g = f'(pi / pi_ref) of each divergence."""
+    from lakelab.objectives import dpo_loss
+
+    w, l, beta = 0.7, -0.4, 0.5
+
+    def f_dpo(kind: str, a: float = 1.0) -> float:
+        return dpo_loss(*pair(w, l), beta=beta, f_divergence_type=kind,
+                        f_alpha_divergence_coef=a)[0].item()  # fmt: skip
+
+    def expected(g) -> float:
+        return math.log1p(math.exp(-beta * (g(w) - g(l))))  # -logsigmoid(d)
+
+    assert f_dpo("forward_kl") == pytest.approx(expected(lambda r: 1 - math.exp(-r)))
+    assert f_dpo("js_divergence") == pytest.approx(
+        expected(lambda r: math.log(2) - math.log1p(math.exp(-r)))
+    )
+    assert f_dpo("alpha_divergence", 0.5) == pytest.approx(
+        expected(lambda r: (math.exp(-0.5 * r) - 1) / -0.5)
+    )
+    assert f_dpo("alpha_divergence", 1 + 1e-7) == pytest.approx(f_dpo("reverse_kl"), rel=1e-6)
+    assert f_dpo("alpha_divergence", 1.0) == f_dpo("reverse_kl")
+    for kind in ("forward_kl", "js_divergence", "alpha_divergence"):  # log 2 at pi = pi_ref
+        assert dpo_loss(*pair(0.0, 0.0), f_divergence_type=kind, f_alpha_divergence_coef=0.5)[
+            0
+        ].item() == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match=r"f_divergence_type must be one of \['alpha_divergence'"):
+        dpo_loss(*pair(w, l), f_divergence_type="kl")

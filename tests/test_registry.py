@@ -145,7 +145,13 @@ def test_compute_objective_gradient_flows_to_token_logps():
 
 
 def test_resolve_hparams_fills_defaults_and_validates():
-    assert resolve_hparams("dpo") == {"beta": 0.1, "variant": "sigmoid", "label_smoothing": 0.0}
+    assert resolve_hparams("dpo") == {
+        "beta": 0.1,
+        "variant": "sigmoid",
+        "label_smoothing": 0.0,
+        "f_divergence_type": "reverse_kl",
+        "f_alpha_divergence_coef": 1.0,
+    }
     assert resolve_hparams("sft") == {}
     hp = resolve_hparams("ift", {"lam": 1, "gamma": 0})
     assert hp == {"lam": 1.0, "residual": "greedy", "gamma": 0.0, "weighting": "loss"}
@@ -158,7 +164,8 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown objective 'kto'"):
         compute_objective("kto", token_batch())
     with pytest.raises(ValueError, match=r"dpo: unknown hyper-parameter\(s\) \['bta'\]; valid: "
-                       r"\['beta', 'label_smoothing', 'variant'\]"):  # fmt: skip
+                       r"\['beta', 'f_alpha_divergence_coef', 'f_divergence_type', "
+                       r"'label_smoothing', 'variant'\]"):  # fmt: skip
         resolve_hparams("dpo", {"bta": 0.1})
     with pytest.raises(ValueError, match=r"dpo: beta must be in \(0, inf\), got 0.0"):
         resolve_hparams("dpo", {"beta": 0.0})

@@ -30,6 +30,19 @@ CASES = {
         [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.1}],
     ),
     "DPOTrainer(loss_type='ipo')": ("trl_dpo_ipo", [{"beta": 0.1}, {"beta": 0.5}]),
+    "DPOTrainer(loss_type='sigmoid', f_divergence_type='forward_kl')": (
+        "trl_dpo_forward_kl", [{"beta": 0.1}, {"beta": 0.5}],
+    ),
+    "DPOTrainer(loss_type='sigmoid', f_divergence_type='js_divergence')": (
+        "trl_dpo_js_divergence", [{"beta": 0.1}, {"beta": 0.5}],
+    ),
+    "DPOTrainer(loss_type='sigmoid', f_divergence_type='alpha_divergence')": (
+        "trl_dpo_alpha_divergence",
+        [
+            {"beta": 0.1, "f_alpha_divergence_coef": 0.5},
+            {"beta": 0.5, "f_alpha_divergence_coef": 1.5},
+        ],
+    ),
     "DPOTrainer(loss_type='exo_pair')": (
         "trl_dpo_exo_pair", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
@@ -110,6 +123,11 @@ KNOWN_DIFFERENCES = {
         "inf (alpha > 0) or its gradient NaN (alpha < 0); lakelab's -expm1(-alpha A) / alpha "
         "stays finite: agrees/extremes (A = -1e3) and float32 fail. At alpha = 0 TRL's is SimPO "
         "and passes"
+    ),
+    "DPOTrainer(loss_type='sigmoid', f_divergence_type='alpha_divergence')": (
+        "TRL clamps the alpha divergence's exponent by a table of float16, bfloat16 and float32 "
+        "only (dpo_trainer.py:1373): on float64 inputs it raises KeyError: torch.float64, so "
+        "every check fails; its float32 code is pinned by a test of its own"
     ),
     "SFTTrainer(loss_type='nll')": (
         "TRL's SFT loss is a token-level mean over the batch (sft_trainer.py:1616-1618), "
@@ -211,6 +229,20 @@ def test_trl_alphapo_is_not_finite_at_a_mean_log_prob_of_minus_1000(code):
     assert not math.isfinite(theirs) and math.isfinite(ours)
     report = verify(code.trl_cpo_alphapo, like="alphapo", hparams={"alpha": 0.25})
     assert set(failed(report)) == {"agrees/extremes", "float32"}, str(report)
+
+
+def test_trl_alpha_divergence_refuses_float64_and_agrees_in_float32(code):
+    alpha = {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.5}
+    report = verify(code.trl_dpo_alpha_divergence, like="dpo", hparams=alpha)
+    assert all("KeyError: torch.float64" in c.measured for c in report.checks if not c.ok)
+    assert not report.ok
+    g = torch.Generator().manual_seed(0)
+    logps = [-5 * torch.rand(8, generator=g, dtype=torch.float64) for _ in range(4)]
+    theirs = code.trl_dpo_alpha_divergence(*(x.float() for x in logps), f_alpha_divergence_coef=0.5)
+    from lakelab.objectives import dpo_loss
+
+    ours = dpo_loss(*logps, f_divergence_type="alpha_divergence", f_alpha_divergence_coef=0.5)[0]
+    assert theirs.item() == pytest.approx(ours.item(), rel=1e-5)
 
 
 def test_trl_sft_is_a_token_mean_and_agrees_on_equal_lengths(code):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from types import MethodType, SimpleNamespace
+from typing import Any
 
 import torch
 import trl
@@ -104,7 +105,12 @@ class _FusedLM:
 
 
 def _dpo_self(
-    loss_type: str, beta: float, label_smoothing: float, discopop_tau: float = 0.05
+    loss_type: str,
+    beta: float,
+    label_smoothing: float,
+    discopop_tau: float = 0.05,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 1.0,
 ) -> SimpleNamespace:
     """What ``DPOTrainer._compute_loss`` reads of ``self``, as ``DPOTrainer.__init__`` sets it
     (dpo_trainer.py:801-818, 965-974) from ``DPOConfig`` defaults, except ``beta``,
@@ -116,7 +122,8 @@ def _dpo_self(
         aux_loss_enabled=False,
         ld_alpha=None,
         precompute_ref_logps=True,
-        f_divergence_type="reverse_kl",
+        f_divergence_type=f_divergence_type,
+        f_alpha_divergence_coef=f_alpha_divergence_coef,
         loss_types=[loss_type],
         loss_weights=[1.0],
         beta=beta,
@@ -140,6 +147,7 @@ def _dpo(
     label_smoothing: float = 0.0,
     discopop_tau: float = 0.05,
     inputs_are_means: bool = False,
+    **divergence: Any,
 ) -> torch.Tensor:
     """``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) on a batch from TRL's
     ``DataCollatorForPreference`` (dpo_trainer.py:86-207) whose responses have the summed
@@ -167,7 +175,7 @@ def _dpo(
     else:  # the sum S spread evenly over the response's tokens
         per_token = values / lengths
     batch["ref_chosen_logps"], batch["ref_rejected_logps"] = ref_chosen, ref_rejected
-    trainer = _dpo_self(loss_type, beta, label_smoothing, discopop_tau)
+    trainer = _dpo_self(loss_type, beta, label_smoothing, discopop_tau, **divergence)
     return DPOTrainer._compute_loss(trainer, _FusedLM(per_token), batch, return_outputs=False)
 
 
@@ -232,6 +240,37 @@ def trl_dpo_ipo(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
     IPO on mean log-probs A(y), as lakelab's ipo. ``verify`` feeds A(y); this function lays A
     on every response token (of 1 to 3 tokens) so that TRL's own sum and division run."""
     return _dpo("ipo", chosen, rejected, ref_chosen, ref_rejected, beta=beta, inputs_are_means=True)
+
+
+def trl_dpo_forward_kl(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='sigmoid', f_divergence_type='forward_kl')``: the scores at
+    dpo_trainer.py:1355-1358, ``1 - exp(-logratio)``, then the sigmoid branch. Inputs S(y)."""
+    return _dpo(
+        "sigmoid", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        f_divergence_type="forward_kl",
+    )  # fmt: skip
+
+
+def trl_dpo_js_divergence(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
+    """``DPOTrainer(loss_type='sigmoid', f_divergence_type='js_divergence')``: the scores at
+    dpo_trainer.py:1359-1362, ``log 2 + logsigmoid(logratio)``. Inputs S(y)."""
+    return _dpo(
+        "sigmoid", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        f_divergence_type="js_divergence",
+    )  # fmt: skip
+
+
+def trl_dpo_alpha_divergence(
+    chosen, rejected, ref_chosen, ref_rejected, beta=0.1, f_alpha_divergence_coef=1.0
+):
+    """``DPOTrainer(loss_type='sigmoid', f_divergence_type='alpha_divergence',
+    f_alpha_divergence_coef=a)``: the scores at dpo_trainer.py:1363-1378,
+    ``(exp((a - 1) logratio) - 1) / (a - 1)`` after a clamp at 80 whose table has entries for
+    float16, bfloat16 and float32 only. Inputs S(y)."""
+    return _dpo(
+        "sigmoid", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        f_divergence_type="alpha_divergence", f_alpha_divergence_coef=f_alpha_divergence_coef,
+    )  # fmt: skip
 
 
 def trl_dpo_exo_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=1e-3):

@@ -266,7 +266,12 @@ def optimum(objective: Objective, knobs: dict) -> Optimum | None:
     if name == "sft":
         return Optimum("the data distribution d", DATA, None, None)
     reward = None if beta is None else beta * REWARD_UNITS
-    dpo_like = name == "dpo" and knobs["variant"] != "hinge" and knobs["label_smoothing"] == 0
+    dpo_like = (
+        name == "dpo"
+        and knobs["variant"] != "hinge"
+        and knobs["label_smoothing"] == 0
+        and knobs["f_divergence_type"] == "reverse_kl"
+    )
     if dpo_like or name == "dpo_norm":  # one-token responses: A(y) = S(y)
         tilted = _normalised(PI_REF * torch.exp(reward / beta))
         return Optimum("pi_ref exp(r / beta) / Z", tilted, PI_REF, reward)
