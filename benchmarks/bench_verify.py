@@ -4,7 +4,7 @@
 
 Each objective's own loss function (``lakelab.registry``) is verified against itself in every
 form it has (per-sequence inputs; per-token ``SequenceLogps`` through ``compute_objective``;
-logits and labels through ``lakelab.verify.label_logps`` then ``compute_objective``), on one
+logits and labels through ``SequenceLogits.to_logps`` then ``compute_objective``), on one
 torch thread; median over ``--repeats`` runs, after one warm-up run. A mutant whose check
 ``optimum`` fails (DPO with beta squared: the battery then searches for the minimiser it has
 instead) is timed too, as the slowest case.
@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
-from lakelab.verify import label_logps, verify
+from lakelab.registry import OBJECTIVES, compute_objective
+from lakelab.verify import verify
 
 
 def timed(fn, like: str, inputs: str, repeats: int) -> tuple[int, float]:
@@ -45,14 +45,7 @@ def main() -> None:
             return compute_objective(name, logps, knobs)[0]
 
         def per_logit(batch, name=name, **knobs):
-            chosen, chosen_mask = label_logps(batch.chosen, batch.chosen_labels)
-            rest = [None] * 4
-            if batch.rejected is not None:
-                rest[:2] = label_logps(batch.rejected, batch.rejected_labels)
-            if batch.ref_chosen is not None:
-                rest[2] = label_logps(batch.ref_chosen, batch.chosen_labels)[0]
-                rest[3] = label_logps(batch.ref_rejected, batch.rejected_labels)[0]
-            return compute_objective(name, SequenceLogps(chosen, chosen_mask, *rest), knobs)[0]
+            return compute_objective(name, batch.to_logps(), knobs)[0]
 
         forms = {"tokens": per_token, "logits": per_logit}
         if objective.reduction != "tokens":

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lakelab.cli import main
 from lakelab.mlp.config import PRESETS
 from lakelab.mlp.verify import on_the_lake
-from lakelab.registry import BUILTINS, OBJECTIVES, SequenceLogps, compute_objective
+from lakelab.registry import BUILTINS, OBJECTIVES, compute_objective
 from lakelab.testing import assert_objective
 from lakelab.verify import verify
 from tests.helpers import FAST_LAKE
@@ -258,17 +258,7 @@ def _per_token(name):
 
 
 def _per_logit(name):
-    def fn(batch, **knobs):
-        chosen, cm = labelled(batch.chosen, batch.chosen_labels)
-        rest = [None] * 4
-        if batch.rejected is not None:
-            rest[:2] = labelled(batch.rejected, batch.rejected_labels)
-        if batch.ref_chosen is not None:
-            rest[2] = labelled(batch.ref_chosen, batch.chosen_labels)[0]
-            rest[3] = labelled(batch.ref_rejected, batch.rejected_labels)[0]
-        return compute_objective(name, SequenceLogps(chosen, cm, *rest), knobs)[0]
-
-    return fn
+    return lambda batch, **knobs: compute_objective(name, batch.to_logps(), knobs)[0]
 
 
 @pytest.mark.parametrize("like", list(OBJECTIVES))

@@ -45,6 +45,13 @@ class SequenceLogits:
     ref_chosen: torch.Tensor | None = None
     ref_rejected: torch.Tensor | None = None
 
+    def to_logps(self) -> SequenceLogps:
+        """The per-token log-probs of the labels and their masks (``label_logps``)."""
+        return SequenceLogps(*_as_tokens(
+            [self.chosen, self.chosen_labels, self.rejected, self.rejected_labels,
+             self.ref_chosen, self.ref_rejected]
+        ))  # fmt: skip
+
 
 def label_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the labels (B, T - 1) and the mask of scored positions:
