@@ -225,7 +225,7 @@ def dpo_loss(
     variant: str = "sigmoid",
     label_smoothing: float = 0.0,
     f_divergence_type: str = "reverse_kl",
-    f_alpha_divergence_coef: float = 1.0,
+    f_alpha_divergence_coef: float = 0.5,
     reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict]:
     """Direct Preference Optimization on summed log-probs (Rafailov et al. 2023, eq. 7).
@@ -250,7 +250,9 @@ def dpo_loss(
         "forward_kl":       g(r) = 1 - exp(-r)
         "js_divergence":    g(r) = log 2 + logsigmoid(r)
         "alpha_divergence": g(r) = (exp((a - 1) r) - 1) / (a - 1), a = f_alpha_divergence_coef
-                            (TRL's coefficient; r at a = 1)
+                            (TRL's coefficient, default 0.5; r at a = 1. With
+                            f'(u) = (1 - u^-alpha) / alpha, alpha = 1 - a: a = 0 is the
+                            forward KL, as older TRL wrote it)
 
     | argument           | shape | meaning                              |
     |--------------------|-------|--------------------------------------|

@@ -24,6 +24,7 @@ from lakelab.objectives import (
     _reward_metrics,
     logsigmoid,
 )
+from lakelab.reductions import check_token_inputs
 from lakelab.validate import Interval, check_choice
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "discopop_loss",
     "dpo_norm_loss",
     "exo_loss",
+    "ld_dpo_loss",
     "nca_loss",
     "sppo_hard_loss",
 ]
@@ -40,6 +42,7 @@ __all__ = [
 APO_VARIANTS = ("down", "zero")
 EXO_SMOOTHING = Interval(0.0, 0.5, low_open=True, high_open=True)  # log(eps) needs eps > 0
 REAL = Interval(None, None)
+UNIT = Interval(0.0, 1.0)
 
 
 def _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
@@ -79,9 +82,11 @@ def exo_loss(
 
     Shapes as in ``dpo_loss`` (S: summed log-probs). eps in (0, 0.5) is the label
     distribution's mass on the rejected response (TRL's ``label_smoothing``; its docs suggest
-    1e-3, lakelab's default): eps = 0 makes log eps infinite, so it is refused. The paper
-    has separate temperatures for the policy and the reward; with one beta, as TRL, they
-    coincide. At pi = pi_ref: -log 2 - log(eps (1 - eps)) / 2.
+    1e-3, the value the first author gave in TRL, lakelab's default; the official code's
+    log-labels (0, -10) make it about 4.5e-5): eps = 0 makes log eps infinite, so it is
+    refused. beta is the paper's policy temperature beta_pi; its reward temperature enters
+    EXO-rw only. The equation number is the authors', as given in TRL. At pi = pi_ref:
+    -log 2 - log(eps (1 - eps)) / 2.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     eps = EXO_SMOOTHING.check("label_smoothing", label_smoothing)
@@ -109,8 +114,9 @@ def nca_loss(
         L = -logsigmoid(beta r_w) - 0.5 logsigmoid(-beta r_w) - 0.5 logsigmoid(-beta r_l)
 
     Shapes as in ``dpo_loss`` (S: summed log-probs). Unlike DPO it depends on each reward,
-    not only on their difference, so it can keep the chosen likelihood from falling. At pi =
-    pi_ref: 2 log 2.
+    not only on their difference, so it can keep the chosen likelihood from falling (the
+    official code, thu-ml/Noise-Contrastive-Alignment, has the same loss; its recipe uses
+    beta = 0.01). At pi = pi_ref: 2 log 2.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     losses = -logsigmoid(beta * r_w) - 0.5 * logsigmoid(-beta * r_w) - 0.5 * logsigmoid(-beta * r_l)
@@ -134,9 +140,12 @@ def bco_pair_loss(
         L = -logsigmoid(beta r_w - delta) - logsigmoid(-(beta r_l - delta))
 
     Shapes as in ``dpo_loss`` (S: summed log-probs). The paper's reward shift delta is a
-    running mean of the rewards; lakelab takes it as a fixed number (a loss of one batch must
-    not depend on another), and delta = 0 is TRL's "bco_pair", which has no shift. At pi =
-    pi_ref with delta = 0: 2 log 2.
+    running (cumulative) mean of the detached rewards beta r of chosen and rejected responses,
+    updated every step (its author's code in TRL's experimental BCO trainer); lakelab takes it
+    as a fixed number, since a loss of one batch must not depend on the ones before, and
+    delta = 0 is TRL 1.16's "bco_pair", which has no shift. The paper's unpaired BCO also
+    weights each rejected loss by a density ratio from a prompt classifier; there is none
+    here. At pi = pi_ref with delta = 0: 2 log 2.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     delta = REAL.check("delta", delta)
@@ -161,8 +170,11 @@ def sppo_hard_loss(
 
     Shapes as in ``dpo_loss`` (S: summed log-probs). Each log-ratio regresses onto its own
     target, +-1/(2 beta): eta = 1/beta in the paper's notation. At pi = pi_ref: 1 / (2 beta^2).
-    The paper's soft version takes P from a preference model; the reference is the previous
-    iterate of self-play, here the fixed start policy.
+    The official code (uclaml/SPPO) halves this sum, so its loss and gradient are half of
+    TRL's and lakelab's (which Adam does not see); its P is the win rate against the current
+    policy's samples, its default beta = 1e-3 (eta = 1000), and the reference is the previous
+    iterate of self-play, here the fixed start policy. The equation number is the authors',
+    as given in TRL.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     losses = (r_w - 1 / (2 * beta)) ** 2 + (r_l + 1 / (2 * beta)) ** 2
@@ -218,7 +230,11 @@ def discopop_loss(
 
     Shapes as in ``dpo_loss`` (S: summed log-probs); tau is TRL's ``discopop_tau`` (0.05).
     m exp(-rho) is computed as exp(logsigmoid(rho / tau) - rho), finite where exp(-rho)
-    alone would overflow (a margin far below 0, where m is 0). At pi = pi_ref: (1 + log 2) / 2.
+    alone would overflow (a margin far below 0, where m is 0). The official code
+    (SakanaAI/DiscoPOP) has tau = 0.05 and beta = 0.05. For tau < (1 - log 2) / 3 ~ 0.10 the
+    loss is not convex: its slope at rho = 0 is (1 - log 2) / (4 tau) - 3/4 > 0, with a local
+    minimum near rho = -0.12 and a maximum near +0.07 at tau = 0.05, so descent from pi_ref
+    first lowers the margin. At pi = pi_ref: (1 + log 2) / 2.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     tau = POSITIVE.check("discopop_tau", discopop_tau)
@@ -244,8 +260,53 @@ def dpo_norm_loss(
         L = -logsigmoid(d)
 
     Shapes as in ``dpo_loss`` but the inputs are A(y), mean log-probs: rewards/* are beta
-    (A - A_ref). At pi = pi_ref: log 2.
+    (A - A_ref). Tulu 3 uses beta = 5 (lakelab's default is TRL's 0.1). At pi = pi_ref: log 2.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     losses = -logsigmoid(beta * (r_w - r_l))
     return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+
+
+def ld_dpo_loss(
+    chosen: torch.Tensor,
+    chosen_mask: torch.Tensor,
+    rejected: torch.Tensor,
+    rejected_mask: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    ld_alpha: float = 0.5,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Length-desensitized DPO (Liu et al. 2024; TRL's ``ld_alpha``): DPO on log-probs whose
+    tokens beyond the shorter response's length weigh alpha.
+
+        n = min(|y_w|, |y_l|); S'(y) = sum_{t <= n} logp_t + alpha sum_{t > n} logp_t
+        d = beta * ((S'_w - S'_ref_w) - (S'_l - S'_ref_l)); L = -logsigmoid(d)
+
+    | argument                 | shape  | meaning                                      |
+    |--------------------------|--------|----------------------------------------------|
+    | chosen, rejected         | (B, T) | per-token log-probs, any value off the masks |
+    | chosen_mask, rejected_mask | (B, T) | 1/True on each response's tokens           |
+    | ref_chosen, ref_rejected | (B, T) | the reference's, on the same masks           |
+    | beta                     | float  | (0, inf)                                     |
+    | ld_alpha                 | float  | alpha in [0, 1]: 1 is DPO, 0 drops the tail  |
+
+    t counts each response's own tokens (its t-th token), as TRL does. alpha = 0.5 is
+    lakelab's default (TRL's is None, DPO). At pi = pi_ref: log 2.
+    """
+    m_w, m_l = check_token_inputs(chosen, chosen_mask), check_token_inputs(rejected, rejected_mask)
+    beta = POSITIVE.check("beta", beta)
+    alpha = UNIT.check("ld_alpha", ld_alpha)
+    n = torch.minimum(m_w.sum(-1), m_l.sum(-1))[:, None]  # (B, 1) the shared length
+
+    def weighted(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:  # S'(y), (B,)
+        position = m.cumsum(-1)  # the t of each response token
+        shared = torch.where(m & (position <= n), x, 0.0).sum(-1)
+        return shared + alpha * torch.where(m & (position > n), x, 0.0).sum(-1)
+
+    r_w = weighted(chosen, m_w) - weighted(ref_chosen, m_w)
+    r_l = weighted(rejected, m_l) - weighted(ref_rejected, m_l)
+    losses = -logsigmoid(beta * (r_w - r_l))
+    return _done(losses, r_w, r_l, beta, weighted(chosen, m_w), weighted(rejected, m_l), reduction)

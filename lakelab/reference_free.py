@@ -60,8 +60,9 @@ def cpo_loss(
     | label_smoothing | float | eps in [0, 0.5); must be 0 for hinge    |
     | reduction       | str   | "mean" or "none" (per sequence)         |
 
-    The paper's CPO adds an NLL term on y_w (TRL's ``cpo_alpha``, 1 by default); this is the
-    loss at ``cpo_alpha = 0``. At S_w = S_l: log 2 (sigmoid), 1 (hinge).
+    The paper's CPO adds an NLL term on y_w (TRL's ``cpo_alpha``, 1 by default; a token-level
+    mean in the official code, fe1ixxu/ALMA); this is the loss at ``cpo_alpha = 0``. The
+    equation number is TRL's comment. At S_w = S_l: log 2 (sigmoid), 1 (hinge).
     """
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
     beta = POSITIVE.check("beta", beta)
@@ -127,7 +128,8 @@ def alphapo_loss(
         L = -logsigmoid(beta * (u_w - u_l) - gamma)
 
     Shapes as in ``cpo_loss`` but the inputs are A(y), mean log-probs. u is computed as
-    -expm1(-alpha A) / alpha. alpha = 0, TRL's default, is SimPO exactly; the paper tunes it.
+    -expm1(-alpha A) / alpha. alpha = 0, TRL's default, is SimPO exactly; TRL's paper index
+    cites alpha = 0.25, beta = 2.5, gamma = 0.1 from the paper's Mistral experiment.
     At A_w = A_l: log(1 + exp(gamma)).
     """
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)

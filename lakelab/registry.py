@@ -134,9 +134,9 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             _real(
                 "f_alpha_divergence_coef",
-                1.0,
+                0.5,
                 obj.POSITIVE,
-                help="a of the alpha divergence (1: reverse KL)",
+                help="a of the alpha divergence (TRL's default 0.5; 1: reverse KL)",
             ),
         ),
         summary="Raise the reference-relative margin of chosen over rejected (Bradley-Terry).",
@@ -384,6 +384,27 @@ OBJECTIVES: dict[str, Objective] = {
         paper="Lambert et al. 2024 (Tulu 3), arXiv 2411.15124",
         trl={"DPOTrainer(loss_type='sigmoid_norm')": {}},
     ),
+    "ld_dpo": Objective(
+        name="ld_dpo",
+        title="LD-DPO",
+        loss_fn=pairwise.ld_dpo_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="tokens",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real("ld_alpha", 0.5, pairwise.UNIT, help="weight of the longer response's tail"),
+        ),
+        summary="DPO with the tokens beyond the shorter response's length down-weighted.",
+        formula="n = min(|y_w|, |y_l|); "
+        "S'(y) = sum_{t <= n} logp_t + alpha sum_{t > n} logp_t; "
+        "d = beta * ((S'_w - S'_ref_w) - (S'_l - S'_ref_l)); L = -logsigmoid(d)",
+        latex=r"\mathcal{L}_{\mathrm{LD\text{-}DPO}} = -\log \sigma\bigl(\beta [(S'_w - "
+        r"S'^{\mathrm{ref}}_w) - (S'_l - S'^{\mathrm{ref}}_l)]\bigr), \quad S'(y) = "
+        r"\sum_{t \le n} \log \pi_t + \alpha \sum_{t > n} \log \pi_t",
+        paper="Liu et al. 2024, arXiv 2409.06411",
+        trl={"DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)": {}},
+    ),
     # -- the other loss types of TRL's CPO trainer (lakelab.reference_free) -------------------
     "cpo": Objective(
         name="cpo",
@@ -407,7 +428,7 @@ OBJECTIVES: dict[str, Objective] = {
         '"sigmoid": L = -(1 - eps) logsigmoid(d) - eps logsigmoid(-d)',
         latex=r"\mathcal{L}_{\mathrm{CPO}} = -\log \sigma\bigl(\beta (S_w - S_l)\bigr)",
         paper="Xu et al. 2024, arXiv 2401.08417 (without its NLL term)",
-        equation="eq. 3",
+        equation="eq. 3 (as TRL's comment numbers it)",
         trl={
             "CPOTrainer(loss_type='sigmoid', cpo_alpha=0.0)": {"variant": "sigmoid"},
             "CPOTrainer(loss_type='hinge', cpo_alpha=0.0)": {"variant": "hinge"},

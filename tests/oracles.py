@@ -298,3 +298,20 @@ def reference_free_loss(name: str, c, r, hp: dict) -> float:
             raise ValueError(f"no oracle for {name!r}")
         losses.append(loss)
     return sum(losses) / len(losses)
+
+
+def ld_dpo_loss(rows: dict, masks: dict, beta: float, alpha: float) -> float:
+    """LD-DPO, batch mean, from per-token rows: each response's first n = min(|y_w|, |y_l|)
+    tokens count fully, the rest alpha times; then DPO on those weighted sums."""
+    losses = []
+    for b in range(len(rows["chosen"])):
+        kept = {k: [v for v, m in zip(rows[k][b], masks[k][b], strict=True) if m] for k in rows}
+        n = min(len(kept["chosen"]), len(kept["rejected"]))
+
+        def weighted(values: list[float], n: int = n) -> float:
+            return sum(values[:n]) + alpha * sum(values[n:])
+
+        w = weighted(kept["chosen"]) - weighted(kept["ref_chosen"])
+        l = weighted(kept["rejected"]) - weighted(kept["ref_rejected"])
+        losses.append(-logsigmoid(beta * (w - l)))
+    return sum(losses) / len(losses)

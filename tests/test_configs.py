@@ -42,7 +42,7 @@ def test_hparams_are_a_dict_of_dicts_for_chosen_methods_in_range(cls):
         "variant": "sigmoid",
         "label_smoothing": 0,
         "f_divergence_type": "reverse_kl",
-        "f_alpha_divergence_coef": 1.0,
+        "f_alpha_divergence_coef": 0.5,
     }
 
 

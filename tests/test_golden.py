@@ -19,6 +19,11 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
     mc = [[int(m) for m in row] for row in inputs["chosen_mask"]]
     if objective == "ift":
         return oracles.ift_loss(inputs["chosen"], mc, hp["gamma"], hp["weighting"])
+    if objective == "ld_dpo":
+        mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
+        masks = {"chosen": mc, "rejected": mr, "ref_chosen": mc, "ref_rejected": mr}
+        rows = {k: inputs[k] for k in masks}
+        return oracles.ld_dpo_loss(rows, masks, hp["beta"], hp["ld_alpha"])
     summed = get_objective(objective).reduction == "sum"
     reduce = oracles.masked_sum if summed else oracles.masked_mean
     c = [reduce(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]

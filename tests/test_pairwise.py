@@ -185,3 +185,23 @@ def test_f_dpo_scores_by_hand():
         ].item() == pytest.approx(math.log(2))
     with pytest.raises(ValueError, match=r"f_divergence_type must be one of \['alpha_divergence'"):
         dpo_loss(*pair(w, l), f_divergence_type="kl")
+
+
+def test_ld_dpo_weighs_the_longer_tail_by_alpha():
+    from lakelab.objectives import dpo_loss
+
+    x = torch.tensor([[-1.0, -2.0, -3.0, 0.0], [-0.5, -0.5, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[-4.0, 0.0, 0.0, 0.0], [-1.0, -1.0, -1.0, -2.0]], dtype=torch.float64)
+    mx = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]).bool()
+    my = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]]).bool()
+    zero = torch.zeros_like(x)
+    loss = pairwise.ld_dpo_loss(x, mx, y, my, zero, zero, beta=1.0, ld_alpha=0.25,
+                                reduction="none")[0]  # fmt: skip
+    # row 0: n = 1: chosen -1 + 0.25 (-5) = -2.25, rejected -4; row 1: n = 2: -1 vs -2 + 0.25 (-3)
+    expected = [math.log1p(math.exp(-(-2.25 + 4.0))), math.log1p(math.exp(-(-1.0 + 2.75)))]
+    assert loss.tolist() == pytest.approx(expected)
+    full = pairwise.ld_dpo_loss(x, mx, y, my, zero, zero, ld_alpha=1.0)[0]
+    sums = [torch.where(m, v, 0.0).sum(-1) for v, m in ((x, mx), (y, my))]
+    assert full.item() == pytest.approx(dpo_loss(*sums, sums[0] * 0, sums[1] * 0)[0].item())
+    with pytest.raises(ValueError, match=r"ld_alpha must be in \[0, 1\], got 1.5"):
+        pairwise.ld_dpo_loss(x, mx, y, my, zero, zero, ld_alpha=1.5)

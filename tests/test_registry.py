@@ -20,7 +20,7 @@ from lakelab.registry import (
 )
 
 NAMES = ["alphapo", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo", "dpo_norm",
-         "exo", "ift", "ipo", "nca", "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
+         "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -54,7 +54,8 @@ def test_registry_has_the_built_in_objectives():
         assert objective.summary and "\n" not in objective.summary
         assert objective.paper
     assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == [
-        "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm"
+        "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm",
+        "ld_dpo",
     ]  # fmt: skip
     assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == ["ift", "sft"]
     assert OBJECTIVES["dpo"].reduction == "sum" and OBJECTIVES["ift"].reduction == "tokens"
@@ -150,7 +151,7 @@ def test_resolve_hparams_fills_defaults_and_validates():
         "variant": "sigmoid",
         "label_smoothing": 0.0,
         "f_divergence_type": "reverse_kl",
-        "f_alpha_divergence_coef": 1.0,
+        "f_alpha_divergence_coef": 0.5,
     }
     assert resolve_hparams("sft") == {}
     hp = resolve_hparams("ift", {"lam": 1, "gamma": 0})

@@ -289,6 +289,7 @@ CLOSED = {
     "apo": {"closed/policy_is_reference"},
     "discopop": {"closed/policy_is_reference"},
     "cpo": {"closed/equal_responses", "optimum"},
+    "ld_dpo": {"closed/policy_is_reference"},
     "cpo_ipo": {"closed/equal_means"},
     "alphapo": {"closed/equal_means"},
 }

@@ -57,6 +57,9 @@ CASES = {
     "DPOTrainer(loss_type='sigmoid_norm')": (
         "trl_dpo_sigmoid_norm", [{"beta": 0.1}, {"beta": 0.5}],
     ),
+    "DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)": (
+        "trl_dpo_ld", [{"ld_alpha": 0.5}, {"beta": 0.5, "ld_alpha": 0.2}, {"ld_alpha": 1.0}],
+    ),
     "ORPOTrainer": ("trl_orpo", [{"lam": 0.1}, {"lam": 0.5}]),
     "CPOTrainer(loss_type='simpo', cpo_alpha=0.0)": (
         "trl_cpo_simpo", [{"beta": 2.0, "gamma": 0.5}, {"beta": 5.0, "gamma": 1.0}],
@@ -141,6 +144,9 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 }
 
 
+TOKENS = {"trl_dpo_ld"}  # functions in verify's tokens form (a SequenceLogps)
+
+
 def cases():
     meaning = claimed() | UNCLAIMED
     for spelling, (name, settings) in CASES.items():
@@ -168,7 +174,8 @@ def test_every_trl_spelling_the_registry_claims_is_run(code):
 
 @pytest.mark.parametrize(("like", "hparams", "name"), list(cases()))
 def test_trl_code_passes_verify(code, like, hparams, name):
-    report = verify(getattr(code, name), like=like, hparams=hparams)
+    inputs = "tokens" if name in TOKENS else "sequences"
+    report = verify(getattr(code, name), like=like, hparams=hparams, inputs=inputs)
     assert report.ok, str(report)
 
 

@@ -82,14 +82,18 @@ class _FusedLM:
     TRL's metrics, are zeros."""
 
     def __init__(self, per_token: torch.Tensor) -> None:
-        self.per_token = per_token
+        self.per_token = per_token  # (B,) one value per row, or (B, T) one per response token
         self.training = True
 
     def __call__(self, *, labels, fused_lm_head=False, use_cache=None, **inputs):
         if not fused_lm_head:
             raise ValueError("the TRL code under test asks for the fused LM head")
         mask = labels[:, 1:] != -100
-        log_probs = torch.where(mask, self.per_token[:, None], 0.0)
+        if self.per_token.dim() == 1:
+            log_probs = torch.where(mask, self.per_token[:, None], 0.0)
+        else:  # the k-th response token of row r gets per_token[r, k]
+            k = (mask.cumsum(-1) - 1).clamp(min=0, max=self.per_token.shape[1] - 1)
+            log_probs = torch.where(mask, self.per_token.gather(1, k), 0.0)
         zeros = torch.zeros_like(log_probs).detach()
         return FusedCausalLMOutput(
             loss=-log_probs.sum() / mask.sum().clamp(min=1),
@@ -261,7 +265,7 @@ def trl_dpo_js_divergence(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
 
 
 def trl_dpo_alpha_divergence(
-    chosen, rejected, ref_chosen, ref_rejected, beta=0.1, f_alpha_divergence_coef=1.0
+    chosen, rejected, ref_chosen, ref_rejected, beta=0.1, f_alpha_divergence_coef=0.5
 ):
     """``DPOTrainer(loss_type='sigmoid', f_divergence_type='alpha_divergence',
     f_alpha_divergence_coef=a)``: the scores at dpo_trainer.py:1363-1378,
@@ -329,6 +333,51 @@ def trl_dpo_sigmoid_norm(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
         "sigmoid_norm", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
         inputs_are_means=True,
     )  # fmt: skip
+
+
+def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
+    """``DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)``, in ``verify``'s tokens form (a
+    ``SequenceLogps``): ``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) weighs the
+    tokens beyond the shorter response's length by ``ld_alpha`` (lines 1305-1315, and the
+    reference's at 1340-1346). The batch comes from TRL's collator with each response as long
+    as its mask; a fake model returns, at the k-th response token of a row, that row's k-th
+    masked log-prob, for the policy and for the reference (computed here by TRL itself:
+    ``precompute_ref_log_probs=False``, ``ref_model`` the fake reference)."""
+    masks = [logps.chosen_mask.bool(), logps.rejected_mask.bool()]
+    n = logps.chosen.shape[0]
+
+    def packed(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:  # masked values, in order
+        width = int(m.sum(-1).max())
+        out = torch.zeros(x.shape[0], width, dtype=x.dtype)
+        for r in range(x.shape[0]):
+            values = x[r][m[r]]
+            out[r, : len(values)] = values
+        return out
+
+    def both(a, b):
+        pa, pb = packed(a, masks[0]), packed(b, masks[1])
+        width = max(pa.shape[1], pb.shape[1])
+        pad = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in (pa, pb)]
+        return torch.cat(pad)
+
+    lengths = [m.sum(-1).tolist() for m in masks]
+    examples = [
+        {
+            "prompt_ids": [1] * PROMPT_LENGTH,
+            "chosen_ids": [2] * int(lengths[0][r]),
+            "rejected_ids": [3] * int(lengths[1][r]),
+        }
+        for r in range(n)
+    ]
+    batch = DataCollatorForPreference(pad_token_id=0)(examples)
+    trainer = _dpo_self("sigmoid", beta, 0.0)
+    trainer.ld_alpha = ld_alpha
+    trainer.precompute_ref_logps = False
+    trainer.ref_model = _FusedLM(both(logps.ref_chosen, logps.ref_rejected))
+    trainer.model = SimpleNamespace(training=True, is_gradient_checkpointing=False)
+    trainer.args.gradient_checkpointing_kwargs = None
+    policy = _FusedLM(both(logps.chosen, logps.rejected))
+    return DPOTrainer._compute_loss(trainer, policy, batch, return_outputs=False)
 
 
 # -- ORPOTrainer: trl/experimental/orpo/orpo_trainer.py ---------------------------------------
