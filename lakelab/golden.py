@@ -50,6 +50,7 @@ OTHER_HPARAMS: dict[str, dict[str, Any]] = {
     "discopop": {"beta": 0.5, "discopop_tau": 0.2},
     "dpo_norm": {"beta": 0.5},
     "ld_dpo": {"beta": 0.5, "ld_alpha": 0.2},
+    "aot": {"beta": 0.5, "variant": "unpaired", "label_smoothing": 0.1},
     "cpo": {"beta": 0.5, "variant": "hinge"},
     "cpo_ipo": {"beta": 0.5},
     "alphapo": {"beta": 5.0, "gamma": 1.0, "alpha": 0.25},

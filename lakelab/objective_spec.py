@@ -84,6 +84,10 @@ class Objective:
     """True if the training loop must run a second forward pass on inputs mixed with the
     model's own predictions (IFT's temporal residual, eq. 17) and hand its log-probs over as
     ``chosen``; the knobs of that pass are the ``model_side`` hyper-parameters."""
+    batchwise: bool = False
+    """True if a row's loss depends on the other rows of its batch (AOT sorts the batch's
+    margins): the training loops then call the loss on each seed's batch alone, and
+    ``lakelab verify`` does not ask that two batches together average their losses."""
     trl: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each TRL spelling this objective reproduces -> the hyper-parameters that select it,
     e.g. ``{"DPOTrainer(loss_type='hinge')": {"variant": "hinge"}}``; empty where TRL has
@@ -105,7 +109,7 @@ def check_objective(objective: Objective) -> None:
             f"name must be lower-case letters, digits and '_', starting with a letter (it names "
             f"files, CLI values and sweep knobs), got {o.name!r}"
         )
-    for flag in ("needs_pairs", "needs_reference", "mixed_pass"):
+    for flag in ("needs_pairs", "needs_reference", "mixed_pass", "batchwise"):
         if not isinstance(getattr(o, flag), bool):
             raise ValueError(f"{o.name}: {flag} must be True or False, got {getattr(o, flag)!r}")
     check_choice(f"{o.name}: reduction", o.reduction, REDUCTIONS)

@@ -18,6 +18,7 @@ import math
 import torch
 
 from lakelab.objectives import (
+    LABEL_SMOOTHING,
     POSITIVE,
     _check_sequences,
     _reduce,
@@ -28,7 +29,9 @@ from lakelab.reductions import check_token_inputs
 from lakelab.validate import Interval, check_choice
 
 __all__ = [
+    "AOT_VARIANTS",
     "APO_VARIANTS",
+    "aot_loss",
     "apo_loss",
     "bco_pair_loss",
     "discopop_loss",
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 APO_VARIANTS = ("down", "zero")
+AOT_VARIANTS = ("paired", "unpaired")
 EXO_SMOOTHING = Interval(0.0, 0.5, low_open=True, high_open=True)  # log(eps) needs eps > 0
 REAL = Interval(None, None)
 UNIT = Interval(0.0, 1.0)
@@ -310,3 +314,39 @@ def ld_dpo_loss(
     r_l = weighted(rejected, m_l) - weighted(ref_rejected, m_l)
     losses = -logsigmoid(beta * (r_w - r_l))
     return _done(losses, r_w, r_l, beta, weighted(chosen, m_w), weighted(rejected, m_l), reduction)
+
+
+def aot_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    variant: str = "paired",
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Alignment via Optimal Transport (Melnyk et al. 2024; TRL's "aot" and "aot_unpaired"):
+    DPO's logistic loss on quantiles of the batch, matched by sorting, instead of on pairs.
+
+        "paired":   delta = sort(S_w - S_l) - sort(S_ref_w - S_ref_l)
+        "unpaired": delta = sort(r_w) - sort(r_l)
+        L = -(1 - eps) logsigmoid(beta delta) - eps logsigmoid(-beta delta)
+
+    Shapes as in ``dpo_loss`` (S: summed log-probs; r = S - S_ref). The sort is over the rows
+    of the batch, so a row's loss depends on the others (``Objective.batchwise``): with
+    ``reduction="none"`` the losses are per quantile, in sorted order, not per input row.
+    At pi = pi_ref: log 2.
+    """
+    r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    check_choice("variant", variant, AOT_VARIANTS)
+    eps = LABEL_SMOOTHING.check("label_smoothing", label_smoothing)
+    if variant == "paired":
+        delta = (chosen_logps - rejected_logps).sort().values
+        delta = delta - (ref_chosen_logps - ref_rejected_logps).sort().values
+    else:
+        delta = r_w.sort().values - r_l.sort().values
+    d = beta * delta
+    losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)

@@ -384,6 +384,35 @@ OBJECTIVES: dict[str, Objective] = {
         paper="Lambert et al. 2024 (Tulu 3), arXiv 2411.15124",
         trl={"DPOTrainer(loss_type='sigmoid_norm')": {}},
     ),
+    "aot": Objective(
+        name="aot",
+        title="AOT",
+        loss_fn=pairwise.aot_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _choice(
+                "variant",
+                "paired",
+                pairwise.AOT_VARIANTS,
+                help="paired: sorted margins; unpaired: sorted chosen and rejected rewards",
+            ),
+            _real("label_smoothing", 0.0, obj.LABEL_SMOOTHING, help="assumed label-flip rate"),
+        ),
+        summary="DPO's logistic loss on the batch's sorted margins: quantiles matched, not pairs.",
+        formula='"paired":   delta = sort(S_w - S_l) - sort(S_ref_w - S_ref_l); '
+        "L = -(1 - eps) logsigmoid(beta delta) - eps logsigmoid(-beta delta)",
+        latex=r"\mathcal{L}_{\mathrm{AOT}} = -\log \sigma\bigl(\beta\,[\mathrm{sort}(S_w - "
+        r"S_l) - \mathrm{sort}(S^{\mathrm{ref}}_w - S^{\mathrm{ref}}_l)]\bigr)",
+        paper="Melnyk et al. 2024, arXiv 2406.05882",
+        batchwise=True,
+        trl={
+            "DPOTrainer(loss_type='aot')": {"variant": "paired"},
+            "DPOTrainer(loss_type='aot_unpaired')": {"variant": "unpaired"},
+        },
+    ),
     "ld_dpo": Objective(
         name="ld_dpo",
         title="LD-DPO",

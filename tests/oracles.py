@@ -315,3 +315,20 @@ def ld_dpo_loss(rows: dict, masks: dict, beta: float, alpha: float) -> float:
         l = weighted(kept["rejected"]) - weighted(kept["ref_rejected"])
         losses.append(-logsigmoid(beta * (w - l)))
     return sum(losses) / len(losses)
+
+
+def aot_loss(c, r, rc, rr, beta: float, variant: str, eps: float) -> float:
+    """AOT, batch mean over quantiles: "paired" sorts the policy's margins c - r and the
+    reference's rc - rr and pairs them by rank; "unpaired" sorts the chosen log-ratios c - rc
+    and the rejected r - rr; then DPO's -(1 - eps) logsig(beta delta) - eps logsig(-beta delta)."""
+    if variant == "paired":
+        a = sorted(ci - ri for ci, ri in zip(c, r, strict=True))
+        b = sorted(x - y for x, y in zip(rc, rr, strict=True))
+    else:
+        a = sorted(ci - x for ci, x in zip(c, rc, strict=True))
+        b = sorted(ri - y for ri, y in zip(r, rr, strict=True))
+    losses = []
+    for x, y in zip(a, b, strict=True):
+        d = beta * (x - y)
+        losses.append(-(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d))
+    return sum(losses) / len(losses)

@@ -38,6 +38,8 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
             return oracles.dpo_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
         if objective == "ipo":
             return oracles.ipo_loss(c, r, rc, rr, hp["beta"])
+        if objective == "aot":
+            return oracles.aot_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
         return oracles.pairwise_loss(objective, c, r, rc, rr, hp)
     if objective == "orpo":
         return oracles.orpo_loss(c, r, hp["lam"])

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from lakelab.configs import METHODS
 from lakelab.mlp import train as plain
 from lakelab.mlp.config import PRESETS
 from lakelab.mlp.data import to_batch
 from lakelab.mlp.experiment import ONLINE_NEGATIVES, build_setup
 from lakelab.mlp.joint import train_methods
 from lakelab.mlp.negatives import OnlineNegatives
+from lakelab.registry import BUILTINS
 from lakelab.training import Diverged
 
 SMALL = PRESETS["quick"].replace(
@@ -31,6 +33,9 @@ PROTOCOLS = {
     "online-initial-slippery": SMALL.replace(
         lake="4x4", slippery=True, offline_source="initial", methods=("sft", "ift", "dpo")
     ),
+    "offline-trl-family": SMALL.replace(  # the objectives beyond the default seven
+        negatives="offline", methods=tuple(m for m in BUILTINS if m not in METHODS)
+    ),
 }
 
 
@@ -43,7 +48,7 @@ def assert_rows_close(fast: list[dict], slow: list[dict]) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
-SLOW = ("online-demos", "online-initial-slippery", "offline-single")  # over 1 s each
+SLOW = ("online-demos", "online-initial-slippery", "offline-single", "offline-trl-family")
 
 
 @pytest.mark.parametrize(

@@ -410,7 +410,8 @@ def test_padding_invariance(name):
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
     """reduction="none": per-sequence losses and metrics whose batch means are the "mean"
-    reduction's values bit for bit, and whose row i is the objective on row i alone."""
+    reduction's values bit for bit, and whose row i is the objective on row i alone (its
+    metrics only, for a batchwise objective, whose losses are per quantile of the batch)."""
     g = torch.Generator().manual_seed(6)
     lp, mask = _token_batch(torch.float64, g, B=5, T=6)
     leaves = {k: v.requires_grad_(True) for k, v in lp.items()}
@@ -428,9 +429,25 @@ def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
             *(t[i : i + 1] for t in (lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
         )
         alone, alone_metrics = compute_objective(name, one)
-        assert alone.item() == pytest.approx(losses[i].item(), rel=1e-12, abs=1e-15)
+        if not OBJECTIVES[name].batchwise:
+            assert alone.item() == pytest.approx(losses[i].item(), rel=1e-12, abs=1e-15)
         for k, v in alone_metrics.items():
             assert v == pytest.approx(rows[k][i].item(), rel=1e-12, abs=1e-15), k
+
+
+def test_a_batchwise_loss_depends_on_the_other_rows():
+    """AOT sorts the batch: a row alone does not get its share of the batch's loss, and the
+    batch's loss is invariant to the rows' order."""
+    g = torch.Generator().manual_seed(2)
+    c, r, rc, rr = (-5 * torch.rand(6, generator=g, dtype=torch.float64) for _ in range(4))
+    losses = OBJECTIVES["aot"].loss_fn(c, r, rc, rr, reduction="none")[0]
+    alone = [OBJECTIVES["aot"].loss_fn(c[i : i + 1], r[i : i + 1], rc[i : i + 1], rr[i : i + 1])[0]
+             for i in range(6)]  # fmt: skip
+    assert losses.mean().item() != pytest.approx(torch.stack(alone).mean().item())
+    perm = torch.randperm(6, generator=g)
+    mean = OBJECTIVES["aot"].loss_fn(c[perm], r[perm], rc[perm], rr[perm])[0]
+    assert mean.item() == pytest.approx(losses.mean().item(), rel=1e-12)
+    assert OBJECTIVES["aot"].batchwise and not OBJECTIVES["dpo"].batchwise
 
 
 def test_unknown_reduction_is_a_value_error():

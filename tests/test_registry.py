@@ -19,8 +19,9 @@ from lakelab.registry import (
     resolve_hparams,
 )
 
-NAMES = ["alphapo", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo", "dpo_norm",
-         "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "simpo", "sppo_hard"]  # fmt: skip
+NAMES = ["alphapo", "aot", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo",
+         "dpo_norm", "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "simpo",
+         "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -55,7 +56,7 @@ def test_registry_has_the_built_in_objectives():
         assert objective.paper
     assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == [
         "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm",
-        "ld_dpo",
+        "aot", "ld_dpo",
     ]  # fmt: skip
     assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == ["ift", "sft"]
     assert OBJECTIVES["dpo"].reduction == "sum" and OBJECTIVES["ift"].reduction == "tokens"
@@ -160,7 +161,7 @@ def test_resolve_hparams_fills_defaults_and_validates():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['alphapo', 'apo', "):
+    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['alphapo', 'aot', "):
         get_objective("kto")
     with pytest.raises(ValueError, match="unknown objective 'kto'"):
         compute_objective("kto", token_batch())

@@ -290,6 +290,7 @@ CLOSED = {
     "discopop": {"closed/policy_is_reference"},
     "cpo": {"closed/equal_responses", "optimum"},
     "ld_dpo": {"closed/policy_is_reference"},
+    "aot": {"closed/policy_is_reference"},
     "cpo_ipo": {"closed/equal_means"},
     "alphapo": {"closed/equal_means"},
 }

@@ -60,6 +60,12 @@ CASES = {
     "DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)": (
         "trl_dpo_ld", [{"ld_alpha": 0.5}, {"beta": 0.5, "ld_alpha": 0.2}, {"ld_alpha": 1.0}],
     ),
+    "DPOTrainer(loss_type='aot')": (
+        "trl_dpo_aot", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
+    ),
+    "DPOTrainer(loss_type='aot_unpaired')": (
+        "trl_dpo_aot_unpaired", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
+    ),
     "ORPOTrainer": ("trl_orpo", [{"lam": 0.1}, {"lam": 0.5}]),
     "CPOTrainer(loss_type='simpo', cpo_alpha=0.0)": (
         "trl_cpo_simpo", [{"beta": 2.0, "gamma": 0.5}, {"beta": 5.0, "gamma": 1.0}],

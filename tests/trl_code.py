@@ -277,6 +277,24 @@ def trl_dpo_alpha_divergence(
     )  # fmt: skip
 
 
+def trl_dpo_aot(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=0.0):
+    """``DPOTrainer(loss_type='aot')``: the branch at dpo_trainer.py:1447-1456, the sorted
+    policy and reference margins of the batch. Inputs S(y)."""
+    return _dpo(
+        "aot", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        label_smoothing=label_smoothing,
+    )  # fmt: skip
+
+
+def trl_dpo_aot_unpaired(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=0.0):
+    """``DPOTrainer(loss_type='aot_unpaired')``: the branch at dpo_trainer.py:1458-1465, the
+    sorted chosen and rejected log-ratios of the batch. Inputs S(y)."""
+    return _dpo(
+        "aot_unpaired", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+        label_smoothing=label_smoothing,
+    )  # fmt: skip
+
+
 def trl_dpo_exo_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label_smoothing=1e-3):
     """``DPOTrainer(loss_type='exo_pair', label_smoothing=eps)``: the branch at
     dpo_trainer.py:1406-1417 (EXO-pref, eq. 16 of Ji et al.). Inputs S(y)."""

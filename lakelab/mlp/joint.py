@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from lakelab.mlp.logps import policy_logps
 from lakelab.mlp.metrics import exact_metrics
 from lakelab.mlp.negatives import OnlineNegatives
 from lakelab.mlp.optim import Adam
-from lakelab.registry import compute_objective, get_objective
+from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.training import Diverged, torch_threads
 
 
@@ -183,7 +183,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
             )
             g.explored += used
             # per sequence: rows n * B .. (n + 1) * B are seed n's batch
-            losses, g.metrics = compute_objective(g.method, logps, g.hp, reduction="none")
+            losses, g.metrics = _per_sequence(g.method, logps, g.hp, len(g.idx))
             g.loss = losses.mean()  # the objective's batch mean over all of the method's rows
             total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
@@ -217,6 +217,25 @@ def _stacked_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:
         batch_rows(len(pools[i]), seed, stream, cfg) for i, seed in zip(idx, seeds, strict=True)
     ]
     return np.stack(rows, 1)
+
+
+def _per_sequence(method: str, logps: SequenceLogps, hp: dict, seeds: int):
+    """``compute_objective(..., reduction="none")`` on the rows of every seed at once or, for
+    a batchwise objective (``Objective.batchwise``), on each seed's batch alone."""
+    if not get_objective(method).batchwise:
+        return compute_objective(method, logps, hp, reduction="none")
+    parts = [getattr(logps, f.name) for f in fields(logps)]
+    chunks = [
+        compute_objective(
+            method,
+            SequenceLogps(*(None if x is None else x.chunk(seeds)[n] for x in parts)),
+            hp,
+            reduction="none",
+        )
+        for n in range(seeds)
+    ]
+    losses = torch.cat([c[0] for c in chunks])
+    return losses, {k: torch.cat([c[1][k] for c in chunks]) for k in chunks[0][1]}
 
 
 def _objective_metrics(g: _Group) -> list[dict[str, float]]:

@@ -85,6 +85,7 @@ AT_THE_REFERENCE = {  # objective -> knobs -> (loss at pi = pi_ref, said in word
     "ipo": lambda k: (1 / (2 * k["beta"]) ** 2, "(1 / (2 beta))^2"),
     "dpo_norm": lambda k: (math.log(2), "log 2"),
     "ld_dpo": lambda k: (math.log(2), "log 2"),
+    "aot": lambda k: (math.log(2), "log 2"),
     "exo": lambda k: (
         -math.log(2) - 0.5 * math.log(k["label_smoothing"] * (1 - k["label_smoothing"])),
         "-log 2 - log(eps (1 - eps)) / 2",
