@@ -167,6 +167,31 @@ def sft_loss(chosen_logps: torch.Tensor, *, reduction: str = "mean") -> tuple[to
     return _reduce(-chosen_logps, {"logps/chosen": chosen_logps}, reduction)
 
 
+def sft_token_mean_loss(
+    chosen: torch.Tensor, chosen_mask: torch.Tensor, *, reduction: str = "mean"
+) -> tuple[torch.Tensor, dict]:
+    """SFT as TRL's trainers compute it: the NLL averaged over every response token of the
+    batch, so that long responses weigh more (TRL's ``SFTTrainer(loss_type='nll')``).
+
+        L = sum_b sum_t m_bt (-logp_bt) / sum_b sum_t m_bt
+
+    | argument     | shape  | meaning                                   |
+    |--------------|--------|-------------------------------------------|
+    | chosen       | (B, T) | per-token log-probs, any value off the mask |
+    | chosen_mask  | (B, T) | 1/True on response tokens                 |
+    | reduction    | str    | "mean" or "none"                          |
+
+    A row's share depends on the batch's token count (``Objective.batchwise``): with
+    ``reduction="none"`` row b gets B sum_t m_bt (-logp_bt) / N, whose mean is the loss.
+    Equal to ``sft_loss`` when every response has the same length.
+    """
+    m = check_token_inputs(chosen, chosen_mask)
+    nll = torch.where(m, -chosen, 0.0).sum(-1)  # (B,)
+    losses = nll * (len(nll) / m.sum(dtype=chosen.dtype))
+    mean = torch.where(m, chosen, 0.0).sum(-1) / m.sum(-1, dtype=chosen.dtype)
+    return _reduce(losses, {"logps/chosen": mean.detach()}, reduction)
+
+
 def ift_loss(
     token_logps: torch.Tensor,
     mask: torch.Tensor,

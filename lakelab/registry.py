@@ -497,6 +497,22 @@ OBJECTIVES: dict[str, Objective] = {
         paper="Gupta et al. 2025, arXiv 2501.03884",
         trl={"CPOTrainer(loss_type='alphapo')": {}},
     ),
+    "sft_token_mean": Objective(
+        name="sft_token_mean",
+        title="SFT (token-level mean, TRL's)",
+        loss_fn=obj.sft_token_mean_loss,
+        needs_pairs=False,
+        needs_reference=False,
+        reduction="tokens",
+        hyperparams=(),
+        summary="SFT with the NLL averaged over the batch's tokens, as TRL computes it.",
+        formula="L = sum_b sum_t m_bt (-logp_bt) / sum_b sum_t m_bt",
+        latex=r"\mathcal{L}_{\mathrm{SFT}} = \frac{\sum_b \sum_t m_{bt}\,(-\log \pi_{bt})}"
+        r"{\sum_b \sum_t m_{bt}}",
+        paper="Maximum likelihood, TRL's SFTTrainer form",
+        batchwise=True,
+        trl={"SFTTrainer(loss_type='nll')": {}},
+    ),
 }
 
 

@@ -19,6 +19,14 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
     mc = [[int(m) for m in row] for row in inputs["chosen_mask"]]
     if objective == "ift":
         return oracles.ift_loss(inputs["chosen"], mc, hp["gamma"], hp["weighting"])
+    if objective == "sft_token_mean":
+        total = sum(
+            -x
+            for row, m in zip(inputs["chosen"], mc, strict=True)
+            for x, k in zip(row, m, strict=True)
+            if k
+        )
+        return total / sum(map(sum, mc))
     if objective == "ld_dpo":
         mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
         masks = {"chosen": mc, "rejected": mr, "ref_chosen": mc, "ref_rejected": mr}

@@ -20,8 +20,8 @@ from lakelab.registry import (
 )
 
 NAMES = ["alphapo", "aot", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo",
-         "dpo_norm", "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "simpo",
-         "sppo_hard"]  # fmt: skip
+         "dpo_norm", "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "sft_token_mean",
+         "simpo", "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -58,7 +58,9 @@ def test_registry_has_the_built_in_objectives():
         "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm",
         "aot", "ld_dpo",
     ]  # fmt: skip
-    assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == ["ift", "sft"]
+    assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == [
+        "ift", "sft", "sft_token_mean"
+    ]  # fmt: skip
     assert OBJECTIVES["dpo"].reduction == "sum" and OBJECTIVES["ift"].reduction == "tokens"
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lakelab.cli import main
+from lakelab.configs import METHODS
 from lakelab.mlp.config import PRESETS
 from lakelab.mlp.verify import on_the_lake
 from lakelab.registry import BUILTINS, OBJECTIVES, compute_objective
@@ -261,7 +262,12 @@ def _per_logit(name):
     return lambda batch, **knobs: compute_objective(name, batch.to_logps(), knobs)[0]
 
 
-@pytest.mark.parametrize("like", list(OBJECTIVES))
+def _beyond_the_seven_slow(names):
+    """The default seven in the fast subset, TRL's family with the slow tests."""
+    return [n if n in METHODS else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("like", _beyond_the_seven_slow(OBJECTIVES))
 def test_no_built_in_objective_is_flagged_in_any_form(like):
     objective = OBJECTIVES[like]
     forms = {"tokens": _per_token(like), "logits": _per_logit(like)}
@@ -291,6 +297,7 @@ CLOSED = {
     "cpo": {"closed/equal_responses", "optimum"},
     "ld_dpo": {"closed/policy_is_reference"},
     "aot": {"closed/policy_is_reference"},
+    "sft_token_mean": {"closed/token_mean"},
     "cpo_ipo": {"closed/equal_means"},
     "alphapo": {"closed/equal_means"},
 }
@@ -300,7 +307,7 @@ def test_every_built_in_objective_has_a_closed_form_checked():
     assert set(CLOSED) == set(BUILTINS)
 
 
-@pytest.mark.parametrize("like", list(CLOSED))
+@pytest.mark.parametrize("like", _beyond_the_seven_slow(CLOSED))
 def test_each_objective_has_its_closed_forms_checked(like):
     report = verify(_per_token(like), like=like, inputs="tokens")
     names = {c.name for c in report.checks}

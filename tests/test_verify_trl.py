@@ -84,11 +84,12 @@ CASES = {
         "trl_dpo_sigmoid_label_smoothing",
         [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
-    "SFTTrainer(loss_type='nll')": ("trl_sft", [{}]),
+    "SFTTrainer(loss_type='nll')": ("trl_sft_tokens", [{}]),
+    "SFTTrainer(loss_type='nll'), sequences": ("trl_sft", [{}]),
 }  # fmt: skip
 UNCLAIMED = {  # spellings no registry entry claims: what each is compared with
     "DPOTrainer(loss_type='sigmoid', label_smoothing=eps)": ("dpo", {"variant": "sigmoid"}),
-    "SFTTrainer(loss_type='nll')": ("sft", {}),
+    "SFTTrainer(loss_type='nll'), sequences": ("sft", {}),
 }
 
 
@@ -138,7 +139,7 @@ KNOWN_DIFFERENCES = {
         "only (dpo_trainer.py:1373): on float64 inputs it raises KeyError: torch.float64, so "
         "every check fails; its float32 code is pinned by a test of its own"
     ),
-    "SFTTrainer(loss_type='nll')": (
+    "SFTTrainer(loss_type='nll'), sequences": (
         "TRL's SFT loss is a token-level mean over the batch (sft_trainer.py:1616-1618), "
         "lakelab's sft a mean of per-sequence means: they differ on unequal lengths"
     ),
@@ -150,7 +151,7 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 }
 
 
-TOKENS = {"trl_dpo_ld"}  # functions in verify's tokens form (a SequenceLogps)
+TOKENS = {"trl_dpo_ld", "trl_sft_tokens"}  # functions in verify's tokens form (a SequenceLogps)
 
 
 def cases():

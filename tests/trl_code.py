@@ -353,6 +353,16 @@ def trl_dpo_sigmoid_norm(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
     )  # fmt: skip
 
 
+def _packed(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Each row's masked values, in order, left-aligned (B, longest response)."""
+    width = int(m.sum(-1).max())
+    out = torch.zeros(x.shape[0], width, dtype=x.dtype)
+    for r in range(x.shape[0]):
+        values = x[r][m[r]]
+        out[r, : len(values)] = values
+    return out
+
+
 def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
     """``DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)``, in ``verify``'s tokens form (a
     ``SequenceLogps``): ``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) weighs the
@@ -364,16 +374,8 @@ def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
     masks = [logps.chosen_mask.bool(), logps.rejected_mask.bool()]
     n = logps.chosen.shape[0]
 
-    def packed(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:  # masked values, in order
-        width = int(m.sum(-1).max())
-        out = torch.zeros(x.shape[0], width, dtype=x.dtype)
-        for r in range(x.shape[0]):
-            values = x[r][m[r]]
-            out[r, : len(values)] = values
-        return out
-
     def both(a, b):
-        pa, pb = packed(a, masks[0]), packed(b, masks[1])
+        pa, pb = _packed(a, masks[0]), _packed(b, masks[1])
         width = max(pa.shape[1], pb.shape[1])
         pad = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in (pa, pb)]
         return torch.cat(pad)
@@ -527,6 +529,14 @@ def trl_sft(chosen):
     the per-sequence means A(y_w): the two agree only when every response has the same
     length (``trl_sft_equal_lengths``)."""
     return _sft(chosen, response_lengths(chosen.shape[0], 0))
+
+
+def trl_sft_tokens(logps):
+    """``SFTTrainer(loss_type='nll')`` in ``verify``'s tokens form: the same code as
+    ``trl_sft`` on a batch whose responses are as long as their masks, the fake model
+    returning each response token's own log-prob. Compared with lakelab's sft_token_mean."""
+    m = logps.chosen_mask.bool()
+    return _sft(_packed(logps.chosen, m), [int(n) for n in m.sum(-1)])
 
 
 def trl_sft_equal_lengths(chosen):

@@ -154,6 +154,17 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 "summed log-probs",
             )
         ]
+    if name == "sft_token_mean":
+        return [
+            ClosedForm(
+                "closed/token_mean",
+                "the NLL averaged over the batch's response tokens",
+                SequenceLogps(sft_x, sft_m),
+                9.5 / 6,
+                "not a token-level mean over the batch: a mean of per-sequence means (SFT's "
+                "per-sequence form), or padding counted",
+            )
+        ]
     if name == "ift":
         return [
             ClosedForm(
