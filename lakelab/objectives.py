@@ -44,8 +44,11 @@ __all__ = [
     "logsigmoid",
     "mean_logps",
     "orpo_loss",
+    "pair_result",
     "sft_loss",
+    "sft_token_mean_loss",
     "simpo_loss",
+    "smoothed_logistic",
     "sum_logps",
 ]
 
@@ -57,6 +60,7 @@ F_DIVERGENCES = ("alpha_divergence", "forward_kl", "js_divergence", "reverse_kl"
 POSITIVE = Interval(0.0, None, low_open=True)  # the betas of DPO, IPO, ASFT and SimPO
 NONNEGATIVE = Interval(0.0, None)  # the lams of ORPO and ASFT, SimPO's gamma
 LABEL_SMOOTHING = Interval(0.0, 0.5, high_open=True)  # DPO's eps
+REAL = Interval(None, None)  # BCO's delta, AlphaPO's alpha
 LOG1MEXP_CLAMP = -1e-6  # log1mexp treats x > -1e-6 as -1e-6: log(1 - exp(-1e-6)) ~ -13.8
 _LN2 = math.log(2.0)
 
@@ -99,6 +103,29 @@ def _reduce(
     if reduction == "none":
         return losses, {k: v.detach() for k, v in metrics.items()}
     return losses.mean(), {k: _mean(v) for k, v in metrics.items()}
+
+
+def pair_result(
+    losses: torch.Tensor,
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    reduction: str,
+) -> tuple[torch.Tensor, dict]:
+    """A pairwise objective's ``(loss, metrics)``: TRL's reward diagnostics from its implicit
+    rewards (B,), the log-probs it was given, reduced as asked."""
+    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
+    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
+    return _reduce(losses, metrics, reduction)
+
+
+def smoothed_logistic(d: torch.Tensor, eps: float) -> torch.Tensor:
+    """-(1 - eps) logsigmoid(d) - eps logsigmoid(-d), the logistic loss with label smoothing
+    eps; at eps = 0 exactly -logsigmoid(d) (no 0 * inf = NaN where d is infinite)."""
+    if eps == 0:
+        return -logsigmoid(d)
+    return -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
 
 
 def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -318,16 +345,15 @@ def dpo_loss(
     else:
         g_w = _f_score(chosen_logps - ref_chosen_logps, f_divergence_type, a)
         d = beta * (g_w - _f_score(rejected_logps - ref_rejected_logps, f_divergence_type, a))
-    if variant == "sigmoid":  # (the eps term only if eps > 0: 0 * inf would be NaN)
-        losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    if variant == "sigmoid":
+        losses = smoothed_logistic(d, eps)
     elif variant == "hinge":
         losses = torch.relu(1 - d)
     else:  # robust
         losses = (-(1 - eps) * logsigmoid(d) + eps * logsigmoid(-d)) / (1 - 2 * eps)
-
-    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
-    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
-    return _reduce(losses, metrics, reduction)
+    return pair_result(
+        losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, reduction
+    )
 
 
 def _f_score(r: torch.Tensor, kind: str, a: float) -> torch.Tensor:
@@ -377,11 +403,14 @@ def ipo_loss(
     h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)  # (B,)
     losses = (h - 1 / (2 * beta)) ** 2
 
-    metrics = _reward_metrics(
-        beta * (chosen_logps - ref_chosen_logps), beta * (rejected_logps - ref_rejected_logps)
+    return pair_result(
+        losses,
+        beta * (chosen_logps - ref_chosen_logps),
+        beta * (rejected_logps - ref_rejected_logps),
+        chosen_logps,
+        rejected_logps,
+        reduction,
     )
-    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
-    return _reduce(losses, metrics, reduction)
 
 
 def orpo_loss(
@@ -511,7 +540,6 @@ def simpo_loss(
     chosen_rewards = beta * chosen_logps  # (B,)
     rejected_rewards = beta * rejected_logps  # (B,)
     losses = -logsigmoid(chosen_rewards - rejected_rewards - gamma)
-
-    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
-    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
-    return _reduce(losses, metrics, reduction)
+    return pair_result(
+        losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, reduction
+    )

@@ -20,10 +20,11 @@ import torch
 from lakelab.objectives import (
     LABEL_SMOOTHING,
     POSITIVE,
+    REAL,
     _check_sequences,
-    _reduce,
-    _reward_metrics,
     logsigmoid,
+    pair_result,
+    smoothed_logistic,
 )
 from lakelab.reductions import check_token_inputs
 from lakelab.validate import Interval, check_choice
@@ -45,7 +46,6 @@ __all__ = [
 APO_VARIANTS = ("down", "zero")
 AOT_VARIANTS = ("paired", "unpaired")
 EXO_SMOOTHING = Interval(0.0, 0.5, low_open=True, high_open=True)  # log(eps) needs eps > 0
-REAL = Interval(None, None)
 UNIT = Interval(0.0, 1.0)
 
 
@@ -62,9 +62,8 @@ def _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, be
 
 
 def _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction):
-    metrics = _reward_metrics(beta * r_w, beta * r_l)
-    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
-    return _reduce(losses, metrics, reduction)
+    """``pair_result`` with DPO's rewards, beta times the log-ratios."""
+    return pair_result(losses, beta * r_w, beta * r_l, chosen_logps, rejected_logps, reduction)
 
 
 def exo_loss(
@@ -348,5 +347,4 @@ def aot_loss(
     else:
         delta = r_w.sort().values - r_l.sort().values
     d = beta * delta
-    losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
-    return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)
+    return _done(smoothed_logistic(d, eps), r_w, r_l, beta, chosen_logps, rejected_logps, reduction)

@@ -16,23 +16,17 @@ from lakelab.objectives import (
     LABEL_SMOOTHING,
     NONNEGATIVE,
     POSITIVE,
+    REAL,
     _check_sequences,
-    _reduce,
-    _reward_metrics,
     logsigmoid,
+    pair_result,
+    smoothed_logistic,
 )
-from lakelab.validate import Interval, check_choice
+from lakelab.validate import check_choice
 
 __all__ = ["CPO_VARIANTS", "alphapo_loss", "cpo_ipo_loss", "cpo_loss"]
 
 CPO_VARIANTS = tuple(v for v in DPO_VARIANTS if v != "robust")  # hinge, sigmoid
-ALPHA = Interval(None, None)
-
-
-def _done(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, reduction):
-    metrics = _reward_metrics(chosen_rewards, rejected_rewards)
-    metrics |= {"logps/chosen": chosen_logps, "logps/rejected": rejected_logps}
-    return _reduce(losses, metrics, reduction)
 
 
 def cpo_loss(
@@ -71,11 +65,11 @@ def cpo_loss(
     if variant == "hinge" and eps != 0.0:
         raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
     d = beta * (chosen_logps - rejected_logps)
-    if variant == "sigmoid":  # (the eps term only if eps > 0: 0 * inf would be NaN)
-        losses = -logsigmoid(d) if eps == 0 else -(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d)
+    if variant == "sigmoid":
+        losses = smoothed_logistic(d, eps)
     else:
         losses = torch.relu(1 - d)
-    return _done(
+    return pair_result(
         losses,
         beta * chosen_logps,
         beta * rejected_logps,
@@ -102,7 +96,7 @@ def cpo_ipo_loss(
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
     beta = POSITIVE.check("beta", beta)
     losses = (chosen_logps - rejected_logps - 1 / (2 * beta)) ** 2
-    return _done(
+    return pair_result(
         losses,
         beta * chosen_logps,
         beta * rejected_logps,
@@ -135,11 +129,11 @@ def alphapo_loss(
     _check_sequences(chosen_logps=chosen_logps, rejected_logps=rejected_logps)
     beta = POSITIVE.check("beta", beta)
     gamma = NONNEGATIVE.check("gamma", gamma)
-    alpha = ALPHA.check("alpha", alpha)
+    alpha = REAL.check("alpha", alpha)
     if alpha == 0.0:
         u_w, u_l = chosen_logps, rejected_logps
     else:
         u_w = -torch.expm1(-alpha * chosen_logps) / alpha
         u_l = -torch.expm1(-alpha * rejected_logps) / alpha
     losses = -logsigmoid(beta * (u_w - u_l) - gamma)
-    return _done(losses, beta * u_w, beta * u_l, chosen_logps, rejected_logps, reduction)
+    return pair_result(losses, beta * u_w, beta * u_l, chosen_logps, rejected_logps, reduction)

@@ -291,7 +291,7 @@ OBJECTIVES: dict[str, Objective] = {
         reduction="sum",
         hyperparams=(
             _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
-            _real("delta", 0.0, pairwise.REAL, help="reward shift (0: TRL's bco_pair)"),
+            _real("delta", 0.0, obj.REAL, help="reward shift (0: TRL's bco_pair)"),
         ),
         summary="Classify the chosen response as good and the rejected as bad by the reward.",
         formula="L = -logsigmoid(beta r_w - delta) - logsigmoid(-(beta r_l - delta)); "
@@ -487,7 +487,7 @@ OBJECTIVES: dict[str, Objective] = {
         hyperparams=(
             _real("beta", 2.0, obj.POSITIVE, help="reward scale"),
             _real("gamma", 0.5, obj.NONNEGATIVE, help="target reward margin"),
-            _real("alpha", 0.0, reference_free.ALPHA, help="reward shape (0: SimPO)"),
+            _real("alpha", 0.0, obj.REAL, help="reward shape (0: SimPO)"),
         ),
         summary="SimPO on a reward reshaped by alpha.",
         formula="L = -logsigmoid(beta * (u_w - u_l) - gamma); "
