@@ -48,7 +48,10 @@ def _as_array(x) -> np.ndarray:
 
 
 def _point_loss(name: str, hparams: dict | None) -> Callable[..., torch.Tensor]:
-    """loss(chosen, rejected, ref_chosen, ref_rejected) on (B,) float64 tensors -> batch mean."""
+    """loss(chosen, rejected, ref_chosen, ref_rejected) on (B,) float64 tensors -> batch mean.
+    An unpaired objective (KTO, BCO) sees each point as one desirable example (chosen) and
+    one undesirable one (rejected); KTO's reference point is 0 (the policy at the reference
+    on the mismatched pairs)."""
     objective = get_objective(name)
     hp = resolve_hparams(name, hparams)
     kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
@@ -62,6 +65,8 @@ def _point_loss(name: str, hparams: dict | None) -> Callable[..., torch.Tensor]:
             responses, refs = [[chosen], [rejected]], [ref_chosen, ref_rejected]
         args = responses[0] + (responses[1] if objective.needs_pairs else [])
         args += refs if objective.needs_reference else []
+        if objective.mismatched:  # KTO: the mismatched pairs at the reference, so z0 = 0
+            args += [torch.zeros_like(chosen), torch.zeros_like(chosen)]
         return objective.loss_fn(*args, **kwargs)[0]
 
     return loss

@@ -30,9 +30,9 @@ __all__ = ["PATH", "VERSION", "golden_cases", "golden_document"]
 
 VERSION = "lakelab-golden-objectives-v1"
 PATH = Path(__file__).resolve().parents[1] / "golden" / "objectives-v1.json"
-FIELDS = ("chosen", "rejected", "ref_chosen", "ref_rejected")
-MASKS = {"chosen": "chosen_mask", "rejected": "rejected_mask"}
-MASKS |= {"ref_chosen": "chosen_mask", "ref_rejected": "rejected_mask"}
+FIELDS = ("chosen", "rejected", "ref_chosen", "ref_rejected", "kl", "ref_kl")
+MASKS = {"chosen": "chosen_mask", "rejected": "rejected_mask", "kl": "kl_mask"}
+MASKS |= {"ref_chosen": "chosen_mask", "ref_rejected": "rejected_mask", "ref_kl": "kl_mask"}
 
 # beyond each objective's defaults, one other setting of its knobs
 OTHER_HPARAMS: dict[str, dict[str, Any]] = {
@@ -54,16 +54,21 @@ OTHER_HPARAMS: dict[str, dict[str, Any]] = {
     "cpo": {"beta": 0.5, "variant": "hinge"},
     "cpo_ipo": {"beta": 0.5},
     "alphapo": {"beta": 5.0, "gamma": 1.0, "alpha": 0.25},
+    "kto": {"beta": 0.5, "desirable_weight": 1.33, "undesirable_weight": 0.7},
+    "bco": {"beta": 0.5, "delta": 0.3},
+    "apo_unpaired": {"beta": 0.5},
 }
 
 
-def _batch(seed: int, pairs: bool, reference: bool) -> dict[str, list]:
+def _batch(seed: int, objective) -> dict[str, list]:
     """B = 3 sequences of T = 6 positions: a prompt of 0-2 positions, 1-4 response tokens,
-    padding; response log-probs in [-3, -0.05], other positions arbitrary in [-9, 2]."""
+    padding; response log-probs in [-3, -0.05], other positions arbitrary in [-9, 2]. An
+    unpaired objective gets 2 undesirable examples beside the 3 desirable ones, a mismatched
+    one 4 mismatched pairs (their gradient is zero: KTO detaches its reference point)."""
     g = torch.Generator().manual_seed(seed)
-    B, T = 3, 6
+    T = 6
 
-    def one() -> tuple[torch.Tensor, torch.Tensor]:
+    def one(B: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
         prompt = torch.randint(0, 3, (B,), generator=g)
         length = torch.randint(1, 5, (B,), generator=g)
         t = torch.arange(T)
@@ -72,14 +77,21 @@ def _batch(seed: int, pairs: bool, reference: bool) -> dict[str, list]:
         junk = -9 + 11 * torch.rand(B, T, generator=g, dtype=torch.float64)
         return torch.where(mask, logp, junk), mask
 
+    def reference(field: str) -> None:
+        mask = out[MASKS[field]]
+        logp = -0.05 - 2.95 * torch.rand(mask.shape, generator=g, dtype=torch.float64)
+        out[field] = torch.where(mask, logp, 0.0)
+
     chosen, chosen_mask = one()
     out = {"chosen": chosen, "chosen_mask": chosen_mask}
-    if pairs:
-        out["rejected"], out["rejected_mask"] = one()
-    if reference:
-        for field in ("ref_chosen", "ref_rejected"):
-            logp = -0.05 - 2.95 * torch.rand(B, T, generator=g, dtype=torch.float64)
-            out[field] = torch.where(out[MASKS[field]], logp, 0.0)
+    if objective.needs_pairs:
+        out["rejected"], out["rejected_mask"] = one(2 if objective.unpaired else 3)
+    if objective.needs_reference:
+        reference("ref_chosen")
+        reference("ref_rejected")
+    if objective.mismatched:
+        out["kl"], out["kl_mask"] = one(4)
+        reference("ref_kl")
     return out
 
 
@@ -92,7 +104,7 @@ def golden_cases() -> list[dict[str, Any]]:
         objective = get_objective(name)
         settings = [{}] + ([OTHER_HPARAMS[name]] if name in OTHER_HPARAMS else [])
         for j, hparams in enumerate(settings):
-            batch = _batch(100 * k + j, objective.needs_pairs, objective.needs_reference)
+            batch = _batch(100 * k + j, objective)
             leaves = {f: batch[f].clone().requires_grad_(True) for f in FIELDS if f in batch}
             logps = SequenceLogps(**{**batch, **leaves})
             loss, _ = compute_objective(name, logps, hparams)

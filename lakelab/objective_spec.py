@@ -63,7 +63,8 @@ class Objective:
     title: str
     loss_fn: Callable[..., tuple[torch.Tensor, dict]]  # metrics: floats, or (B,) if "none"
     needs_pairs: bool
-    """True if it needs a rejected response (DPO, IPO, ORPO, ASFT, SimPO)."""
+    """True if it needs a rejected response (DPO, IPO, ORPO, ASFT, SimPO), or, if
+    ``unpaired``, undesirable examples beside the desirable ones."""
     needs_reference: bool
     """True if it needs reference-policy log-probs (DPO, IPO)."""
     reduction: str
@@ -88,6 +89,13 @@ class Objective:
     """True if a row's loss depends on the other rows of its batch (AOT sorts the batch's
     margins): the training loops then call the loss on each seed's batch alone, and
     ``lakelab verify`` does not ask that two batches together average their losses."""
+    unpaired: bool = False
+    """True if ``chosen`` and ``rejected`` are independent examples, desirable and undesirable
+    (KTO, BCO), any number of each, not pairs: the loss returns one value per example
+    (``lakelab.unpaired``) and the training loops call it on each seed's batch alone."""
+    mismatched: bool = False
+    """True if the loss also takes the policy's and the reference's log-probs of mismatched
+    (prompt, response) pairs, after the reference's inputs (KTO's reference point)."""
     trl: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each TRL spelling this objective reproduces -> the hyper-parameters that select it,
     e.g. ``{"DPOTrainer(loss_type='hinge')": {"variant": "hinge"}}``; empty where TRL has
@@ -109,13 +117,21 @@ def check_objective(objective: Objective) -> None:
             f"name must be lower-case letters, digits and '_', starting with a letter (it names "
             f"files, CLI values and sweep knobs), got {o.name!r}"
         )
-    for flag in ("needs_pairs", "needs_reference", "mixed_pass", "batchwise"):
+    for flag in ("needs_pairs", "needs_reference", "mixed_pass", "batchwise", "unpaired",
+                 "mismatched"):  # fmt: skip
         if not isinstance(getattr(o, flag), bool):
             raise ValueError(f"{o.name}: {flag} must be True or False, got {getattr(o, flag)!r}")
     check_choice(f"{o.name}: reduction", o.reduction, REDUCTIONS)
     if o.needs_reference and not o.needs_pairs:
         raise ValueError(
             f"{o.name}: needs_reference needs needs_pairs (the reference scores pairs)"
+        )
+    if o.unpaired and not o.needs_pairs:
+        raise ValueError(f"{o.name}: unpaired needs needs_pairs (undesirable examples)")
+    if o.mismatched and not (o.unpaired and o.needs_reference):
+        raise ValueError(
+            f"{o.name}: mismatched needs unpaired and needs_reference (the mismatched pairs' "
+            "log-ratios under the reference)"
         )
     for text in ("title", "summary", "formula", "latex", "paper", "equation"):
         if not isinstance(getattr(o, text), str):
@@ -165,6 +181,7 @@ def _check_signature(o: Objective) -> None:
         raise ValueError(f"{o.name}: loss_fn must be callable, got {o.loss_fn!r}")
     per_input = 2 if o.reduction == "tokens" else 1  # tokens: log-probs and mask (B, T)
     n_inputs = per_input * (1 + o.needs_pairs) + 2 * o.needs_reference
+    n_inputs += (per_input + 1) * o.mismatched  # the pairs' log-probs (and mask), reference's
     keywords = {hp.name: hp.default for hp in o.hyperparams if not hp.model_side}
     try:
         inspect.signature(o.loss_fn).bind(*range(n_inputs), **keywords, reduction="mean")

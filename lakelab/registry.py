@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lakelab import objectives as obj
-from lakelab import pairwise, reference_free
+from lakelab import pairwise, reference_free, unpaired
 from lakelab.objective_spec import HyperParam, Objective, check_objective
 from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
 from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
@@ -513,6 +513,76 @@ OBJECTIVES: dict[str, Objective] = {
         batchwise=True,
         trl={"SFTTrainer(loss_type='nll')": {}},
     ),
+    "kto": Objective(
+        name="kto",
+        title="KTO",
+        loss_fn=unpaired.kto_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature (TRL default 0.1)"),
+            _real("desirable_weight", 1.0, obj.POSITIVE, help="w_D: weight of a desirable loss"),
+            _real(
+                "undesirable_weight", 1.0, obj.POSITIVE, help="w_U: weight of an undesirable loss"
+            ),
+        ),
+        summary="Push each desirable example's reward above a KL reference point and each "
+        "undesirable one's below it, with no pairs.",
+        formula="L_D = w_D (1 - sigmoid(beta (r - z0))); L_U = w_U (1 - sigmoid(beta (z0 - r))); "
+        "r = S - S_ref; z0 = max(0, mean(S_kl - S_ref_kl)) (detached)",
+        latex=r"\mathcal{L}_{\mathrm{KTO}} = w_y \bigl(1 - \sigma(\beta\, s_y (r - z_0))\bigr), "
+        r"\quad s_D = 1,\ s_U = -1, \quad z_0 = \max\bigl(0, \overline{S_{kl} - "
+        r"S^{\mathrm{ref}}_{kl}}\bigr)",
+        paper="Ethayarajh et al. 2024, arXiv 2402.01306",
+        equation="eq. 7 (as TRL cites it)",
+        batchwise=True,
+        unpaired=True,
+        mismatched=True,
+        trl={"KTOTrainer(loss_type='kto')": {"desirable_weight": 1.0, "undesirable_weight": 1.0}},
+    ),
+    "bco": Objective(
+        name="bco",
+        title="BCO (unpaired)",
+        loss_fn=unpaired.bco_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real("delta", 0.0, obj.REAL, help="reward shift (the paper's: a running mean)"),
+        ),
+        summary="Classify desirable examples as good and undesirable ones as bad by the "
+        "reward, with no pairs.",
+        formula="L_D = -logsigmoid(beta r - delta); L_U = -logsigmoid(-(beta r - delta)); "
+        "r = S - S_ref",
+        latex=r"\mathcal{L}_{\mathrm{BCO}} = -\log \sigma\bigl(s_y (\beta r - \delta)\bigr), "
+        r"\quad s_D = 1,\ s_U = -1, \quad r = S - S^{\mathrm{ref}}",
+        paper="Jung et al. 2024, arXiv 2404.04656",
+        unpaired=True,
+    ),
+    "apo_unpaired": Objective(
+        name="apo_unpaired",
+        title="APO-zero (unpaired)",
+        loss_fn=unpaired.apo_unpaired_loss,
+        needs_pairs=True,
+        needs_reference=True,
+        reduction="sum",
+        hyperparams=(
+            _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
+            _real("desirable_weight", 1.0, obj.POSITIVE, help="w_D (TRL's; the paper has none)"),
+            _real("undesirable_weight", 1.0, obj.POSITIVE, help="w_U (TRL's)"),
+        ),
+        summary="Raise each desirable example's reward and lower each undesirable one's, "
+        "with no pairs and no reference point.",
+        formula="L_D = w_D (1 - sigmoid(beta r)); L_U = w_U sigmoid(beta r); r = S - S_ref",
+        latex=r"\mathcal{L}_{\mathrm{APO}} = w_D \bigl(1 - \sigma(\beta r)\bigr) \ (D), \quad "
+        r"w_U\, \sigma(\beta r) \ (U), \quad r = S - S^{\mathrm{ref}}",
+        paper="D'Oosterlinck et al. 2024, arXiv 2408.06266",
+        equation="eq. 7, unpaired (as TRL cites it)",
+        unpaired=True,
+        trl={"KTOTrainer(loss_type='apo_zero_unpaired')": {}},
+    ),
 }
 
 
@@ -533,9 +603,10 @@ def register_objective(objective: Objective) -> Objective:
     inputs from ``sequence_inputs`` (A(y) or S(y) per sequence (B,), chosen first, then
     rejected if ``needs_pairs``, then the reference's two if ``needs_reference``; or, for
     ``reduction="tokens"``, per-token log-probs and masks (B, T): chosen and its mask, then
-    rejected and its mask, then the reference's two), the non-model-side
-    hyper-parameters as keywords, and ``reduction`` ("mean": a scalar loss and float metrics;
-    "none": per-sequence losses and metrics). It returns ``(loss, metrics)``.
+    rejected and its mask, then the reference's two; for a ``mismatched`` objective then the
+    mismatched pairs' and the reference's), the non-model-side hyper-parameters as keywords,
+    and ``reduction`` ("mean": a scalar loss and float metrics; "none": per-sequence losses
+    and metrics). It returns ``(loss, metrics)``.
 
     A malformed objective raises ValueError naming the field; so does a name already taken.
     Worker processes that are forked (``lakelab lake`` on Linux) see it; spawned ones (the
@@ -613,6 +684,10 @@ class SequenceLogps:
     The masks are 1/True on response tokens. `ref_chosen` / `ref_rejected` are the frozen
     reference policy's per-token log-probs (possibly cached), masked by `chosen_mask` /
     `rejected_mask`. For IFT, `chosen` must come from the second (mixed-input) forward pass.
+
+    For an unpaired objective (KTO, BCO) `chosen` holds the desirable and `rejected` the
+    undesirable examples, their numbers of rows independent; `kl`, `kl_mask` and `ref_kl`
+    hold the mismatched (prompt, response) pairs of a ``mismatched`` one (KTO), (M, T').
     """
 
     chosen: torch.Tensor
@@ -621,6 +696,9 @@ class SequenceLogps:
     rejected_mask: torch.Tensor | None = None
     ref_chosen: torch.Tensor | None = None
     ref_rejected: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    kl_mask: torch.Tensor | None = None
+    ref_kl: torch.Tensor | None = None
 
 
 def compute_objective(
@@ -640,15 +718,21 @@ def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
     """The positional inputs of objective `name`'s loss function: per-sequence reductions
     (B,) of `logps` (S or A: chosen, rejected, then the reference's), or for a token-level
     objective the per-token log-probs and masks (B, T): chosen and its mask, rejected and
-    its mask, the reference's two (as far as the objective needs them). Every entry is
-    row-wise, so the inputs of a subset of rows are the same rows of these (used to evaluate
-    many batches of one step at once)."""
+    its mask, the reference's two (as far as the objective needs them), then a mismatched
+    objective's pairs. Every entry is row-wise, so the inputs of a subset of rows are the
+    same rows of these (used to evaluate many batches of one step at once)."""
     objective = get_objective(name)
     if objective.reduction == "tokens":
         reduce = None
         args = [logps.chosen, logps.chosen_mask]
     else:
-        reduce = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
+        by_row = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
+
+        def reduce(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            if objective.unpaired and x.dim() == 2 and x.shape[0] == 0:
+                return x.new_zeros(0)  # no example of this kind
+            return by_row(x, mask)
+
         args = [reduce(logps.chosen, logps.chosen_mask)]
     if objective.needs_pairs:
         if logps.rejected is None or logps.rejected_mask is None:
@@ -671,6 +755,18 @@ def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
                     f"{tuple(policy.shape)}, got {tuple(ref.shape)}"
                 )
             args.append(ref if reduce is None else reduce(ref, mask))
+    if objective.mismatched:
+        if logps.kl is None or logps.kl_mask is None or logps.ref_kl is None:
+            raise ValueError(f"{name} needs mismatched pairs: SequenceLogps.kl, kl_mask and ref_kl")
+        if logps.ref_kl.shape != logps.kl.shape:
+            raise ValueError(
+                f"{name}: ref_kl must have the shape of kl {tuple(logps.kl.shape)}, "
+                f"got {tuple(logps.ref_kl.shape)}"
+            )
+        if reduce is None:
+            args += [logps.kl, logps.kl_mask, logps.ref_kl]
+        else:
+            args += [reduce(logps.kl, logps.kl_mask), reduce(logps.ref_kl, logps.kl_mask)]
     return args
 
 

@@ -67,6 +67,9 @@ def token_logps(table, batch):
 
 
 chosen, rejected = to_batch([[best]]), to_batch([[second]])  # Batch [1, B=1, T]
+# KTO's reference point needs mismatched (prompt, response) pairs: on the lake every response
+# has the same prompt (the start state), so they are the batch's own two routes
+both = to_batch([[best, second]])
 logps = SequenceLogps(
     chosen=token_logps(log_pi, chosen),
     chosen_mask=chosen.mask[0],
@@ -74,6 +77,9 @@ logps = SequenceLogps(
     rejected_mask=rejected.mask[0],
     ref_chosen=token_logps(log_ref, chosen),
     ref_rejected=token_logps(log_ref, rejected),
+    kl=token_logps(log_pi, both),
+    kl_mask=both.mask[0],
+    ref_kl=token_logps(log_ref, both),
 )
 print("chosen tokens:  ", logps.chosen.numpy().round(3))
 print("rejected tokens:", logps.rejected.numpy().round(3))

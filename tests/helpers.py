@@ -31,3 +31,22 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol=None, atol=N
     rtol = (1.3e-6 if single else 1e-7) if rtol is None else rtol
     atol = (1e-5 if single else 1e-7) if atol is None else atol
     assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
+
+
+def with_kl(logps):
+    """``logps`` (a SequenceLogps with pairs and a reference) with mismatched pairs for KTO
+    built as on the lake, where every example shares one prompt: the batch's own examples,
+    chosen then rejected (zero-padded to one length)."""
+    from dataclasses import replace
+
+    def stack(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        T = max(a.shape[1], b.shape[1])
+        pad = torch.nn.functional.pad
+        return torch.cat([pad(a, (0, T - a.shape[1])), pad(b, (0, T - b.shape[1]))])
+
+    return replace(
+        logps,
+        kl=stack(logps.chosen, logps.rejected).detach(),
+        kl_mask=stack(logps.chosen_mask.bool(), logps.rejected_mask.bool()),
+        ref_kl=stack(logps.ref_chosen, logps.ref_rejected),
+    )

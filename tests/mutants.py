@@ -181,6 +181,42 @@ def orpo_with_trls_name(c, r, beta=0.1):  # TRL's ORPO calls lam "beta"
     return (-c - beta * F.logsigmoid(log_odds(c) - log_odds(r))).mean()
 
 
+def kto(d, u, rd, ru, z0, beta, w_d, w_u):
+    """KTO's per-example losses, desirable then undesirable, at reference point z0."""
+    return torch.cat([w_d * (1 - torch.sigmoid(beta * (d - rd - z0))),
+                      w_u * (1 - torch.sigmoid(beta * (z0 - (u - ru))))])  # fmt: skip
+
+
+def kto_point(kl, ref_kl):
+    return (kl - ref_kl).mean().clamp(min=0).detach()
+
+
+def kto_mean_per_kind(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                      undesirable_weight=1.0):  # fmt: skip
+    """Each kind averaged, then the two means averaged: right only for equal counts."""
+    losses = kto(d, u, rd, ru, kto_point(kl, ref_kl), beta, desirable_weight, undesirable_weight)
+    return (losses[: len(d)].mean() + losses[len(d) :].mean()) / 2
+
+
+def kto_point_from_examples(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                            undesirable_weight=1.0):  # fmt: skip
+    """z0 from the batch's own (matched) examples instead of the mismatched pairs."""
+    z0 = (torch.cat([d - rd, u - ru])).mean().clamp(min=0).detach()
+    return kto(d, u, rd, ru, z0, beta, desirable_weight, undesirable_weight).mean()
+
+
+def kto_unclamped(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                  undesirable_weight=1.0):  # fmt: skip
+    z0 = (kl - ref_kl).mean().detach()
+    return kto(d, u, rd, ru, z0, beta, desirable_weight, undesirable_weight).mean()
+
+
+def kto_weights_swapped(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                        undesirable_weight=1.0):  # fmt: skip
+    z0 = kto_point(kl, ref_kl)
+    return kto(d, u, rd, ru, z0, beta, undesirable_weight, desirable_weight).mean()
+
+
 MUTANTS = [
     Mutant("dpo_times_beta", "scale", "dpo", "sequences", dpo_times_beta,
            {"agrees/random": "scaled by beta", "closed/policy_is_reference": "rescaled"},
@@ -240,4 +276,15 @@ MUTANTS = [
            {"agrees/random": "a loss of precision"}),
     Mutant("orpo_with_trls_name", "ignored hyper-parameter", "orpo", "sequences",
            orpo_with_trls_name, {"signature": "under another name"}),
+    Mutant("kto_mean_per_kind", "reductions", "kto", "sequences", kto_mean_per_kind,
+           {"agrees/unequal_kinds": "a mean per kind", "agrees/desirable_only": "mean per kind",
+            "closed/desirable_only": "NaN"}),
+    Mutant("kto_point_from_examples", "formula", "kto", "sequences", kto_point_from_examples,
+           {"closed/reference_point": "taken from the examples"}),
+    Mutant("kto_unclamped", "formula", "kto", "sequences", kto_unclamped,
+           {"closed/clamped_reference_point": "not clamped"}),
+    Mutant("kto_weights_swapped", "ignored hyper-parameter", "kto", "sequences",
+           kto_weights_swapped, {"closed/policy_is_reference": "weights",
+                                 "agrees/random": "undesirable_weight are swapped"},
+           {"desirable_weight": 1.33}),
 ]  # fmt: skip

@@ -332,3 +332,24 @@ def aot_loss(c, r, rc, rr, beta: float, variant: str, eps: float) -> float:
         d = beta * (x - y)
         losses.append(-(1 - eps) * logsigmoid(d) - eps * logsigmoid(-d))
     return sum(losses) / len(losses)
+
+
+def unpaired_loss(name: str, d, u, rd, ru, hp: dict, kl=None, ref_kl=None) -> float:
+    """KTO, BCO and APO-zero on unpaired examples (lakelab.unpaired), the mean over every
+    example: desirable summed log-probs d with the reference's rd, undesirable u with ru;
+    KTO's reference point z0 = max(0, mean(kl - ref_kl)) from the mismatched pairs."""
+    beta = hp["beta"]
+    losses = []
+    if name == "kto":
+        z0 = max(0.0, sum(k - q for k, q in zip(kl, ref_kl, strict=True)) / len(kl))
+        losses += [hp["desirable_weight"] * (1 - sigmoid(beta * (x - y - z0)))
+                   for x, y in zip(d, rd, strict=True)]  # fmt: skip
+        losses += [hp["undesirable_weight"] * (1 - sigmoid(beta * (z0 - (x - y))))
+                   for x, y in zip(u, ru, strict=True)]  # fmt: skip
+    elif name == "bco":
+        losses += [-logsigmoid(beta * (x - y) - hp["delta"]) for x, y in zip(d, rd, strict=True)]
+        losses += [-logsigmoid(-(beta * (x - y) - hp["delta"])) for x, y in zip(u, ru, strict=True)]
+    else:  # apo_unpaired
+        losses += [1 - sigmoid(beta * (x - y)) for x, y in zip(d, rd, strict=True)]
+        losses += [sigmoid(beta * (x - y)) for x, y in zip(u, ru, strict=True)]
+    return sum(losses) / len(losses)

@@ -143,8 +143,8 @@ def test_underflowing_probability_gives_inf_not_an_exception():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="unknown objective 'kto'"):
-        sequence_gradients("kto", -1.0, -2.0)
+    with pytest.raises(ValueError, match="unknown objective 'rrhf'"):
+        sequence_gradients("rrhf", -1.0, -2.0)
     with pytest.raises(ValueError, match=r"dpo: beta must be in \(0, inf\), got -1"):
         sequence_gradients("dpo", -1.0, -2.0, hparams={"beta": -1})
     with pytest.raises(ValueError, match="1-D"):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lakelab.golden import PATH, VERSION, golden_cases
+from lakelab.golden import MASKS, PATH, VERSION, golden_cases
 from lakelab.registry import get_objective, resolve_hparams
 from tests import oracles
 
@@ -46,6 +46,13 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
             return oracles.dpo_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
         if objective == "ipo":
             return oracles.ipo_loss(c, r, rc, rr, hp["beta"])
+        if get_objective(objective).unpaired:
+            kl = ref_kl = None
+            if "kl" in inputs:
+                mk = [[int(m) for m in row] for row in inputs["kl_mask"]]
+                kl = [reduce(row, m) for row, m in zip(inputs["kl"], mk, strict=True)]
+                ref_kl = [reduce(row, m) for row, m in zip(inputs["ref_kl"], mk, strict=True)]
+            return oracles.unpaired_loss(objective, c, r, rc, rr, hp, kl, ref_kl)
         if objective == "aot":
             return oracles.aot_loss(c, r, rc, rr, hp["beta"], hp["variant"], hp["label_smoothing"])
         return oracles.pairwise_loss(objective, c, r, rc, rr, hp)
@@ -80,11 +87,14 @@ def test_golden_losses_and_gradients_agree_with_the_oracles(case):
     assert case["loss"] == pytest.approx(oracle_loss(name, hp, inputs), rel=1e-12)
     rng = random.Random(0)
     for field, grad in case["grad"].items():
-        mask = inputs["chosen_mask" if field in ("chosen", "ref_chosen") else "rejected_mask"]
+        mask = inputs[MASKS[field]]
         for b, row in enumerate(grad):
             for t, g in enumerate(row):
                 if not mask[b][t]:
                     assert g == 0.0, (field, b, t)  # prompt and padding get no gradient
+        if field in ("kl", "ref_kl"):  # KTO's reference point is detached: the loss moves
+            assert not any(map(any, grad)), field  # with it, its gradient is zero
+            continue
         # central differences of the oracle at two masked positions
         positions = [(b, t) for b, row in enumerate(mask) for t, m in enumerate(row) if m]
         for b, t in rng.sample(positions, 2):

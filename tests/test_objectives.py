@@ -14,7 +14,7 @@ from torch.autograd import gradcheck
 
 from lakelab import objectives as O
 from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
-from tests.helpers import assert_close
+from tests.helpers import assert_close, with_kl
 
 LN2 = math.log(2.0)
 
@@ -392,7 +392,7 @@ def test_padding_invariance(name):
         leaves = {k: (torch.cat([v, garbage], 1) if pad else v.clone()) for k, v in lp.items()}
         leaves = {k: v.requires_grad_(True) for k, v in leaves.items()}
         m = torch.cat([mask, torch.zeros(4, 3)], 1) if pad else mask
-        batch = SequenceLogps(leaves["c"], m, leaves["r"], m, leaves["rc"], leaves["rr"])
+        batch = with_kl(SequenceLogps(leaves["c"], m, leaves["r"], m, leaves["rc"], leaves["rr"]))
         loss, _ = compute_objective(name, batch)
         grads = torch.autograd.grad(loss, [leaves["c"], leaves["r"]], allow_unused=True)
         return loss, [None if gr is None else gr[:, :5] for gr in grads]
@@ -415,15 +415,20 @@ def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
     g = torch.Generator().manual_seed(6)
     lp, mask = _token_batch(torch.float64, g, B=5, T=6)
     leaves = {k: v.requires_grad_(True) for k, v in lp.items()}
-    batch = SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"])
+    batch = with_kl(SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"]))
     loss, metrics = compute_objective(name, batch)
     losses, rows = compute_objective(name, batch, reduction="none")
-    assert losses.shape == (5,) and losses.requires_grad
+    unpaired = OBJECTIVES[name].unpaired  # one loss per example: 5 desirable, 5 undesirable
+    n = 10 if unpaired else 5
+    mean = torch.nanmean if unpaired else torch.mean  # a metric of one kind: NaN on the other
+    assert losses.shape == (n,) and losses.requires_grad
     assert torch.equal(losses.mean(), loss)
     assert sorted(rows) == sorted(metrics)
     for k, v in rows.items():
-        assert v.shape == (5,) and not v.requires_grad, k
-        assert v.mean(dtype=torch.float64).item() == metrics[k], k
+        assert v.shape == (n,) and not v.requires_grad, k
+        assert mean(v, dtype=torch.float64).item() == metrics[k], k
+    if unpaired:  # an example alone: tests/test_unpaired.py
+        return
     for i in range(5):
         one = SequenceLogps(
             *(t[i : i + 1] for t in (lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
@@ -470,7 +475,7 @@ def test_finite_for_logps_anywhere_in_range(name, dtype):
     mask = torch.ones(6, 5)
     mask[5, :4] = 0
     leaves = {k: v.requires_grad_(True) for k, v in rows.items()}
-    batch = SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"])
+    batch = with_kl(SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"]))
     loss, metrics = compute_objective(name, batch)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     assert torch.isfinite(loss)

@@ -18,10 +18,11 @@ from lakelab.registry import (
     get_objective,
     resolve_hparams,
 )
+from tests.helpers import with_kl
 
-NAMES = ["alphapo", "aot", "apo", "asft", "bco_pair", "cpo", "cpo_ipo", "discopop", "dpo",
-         "dpo_norm", "exo", "ift", "ipo", "ld_dpo", "nca", "orpo", "sft", "sft_token_mean",
-         "simpo", "sppo_hard"]  # fmt: skip
+NAMES = ["alphapo", "aot", "apo", "apo_unpaired", "asft", "bco", "bco_pair", "cpo", "cpo_ipo",
+         "discopop", "dpo", "dpo_norm", "exo", "ift", "ipo", "kto", "ld_dpo", "nca", "orpo",
+         "sft", "sft_token_mean", "simpo", "sppo_hard"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -35,7 +36,7 @@ def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
     chosen_mask[1, 4:] = 0
     rejected_mask = torch.ones(B, T)
     rejected_mask[2, :3] = 0
-    return SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp())
+    return with_kl(SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp()))
 
 
 def by_hand(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
@@ -56,8 +57,10 @@ def test_registry_has_the_built_in_objectives():
         assert objective.paper
     assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == [
         "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm",
-        "aot", "ld_dpo",
+        "aot", "ld_dpo", "kto", "bco", "apo_unpaired",
     ]  # fmt: skip
+    assert [n for n, o in OBJECTIVES.items() if o.unpaired] == ["kto", "bco", "apo_unpaired"]
+    assert [n for n, o in OBJECTIVES.items() if o.mismatched] == ["kto"]
     assert sorted(n for n, o in OBJECTIVES.items() if not o.needs_pairs) == [
         "ift", "sft", "sft_token_mean"
     ]  # fmt: skip
@@ -163,10 +166,10 @@ def test_resolve_hparams_fills_defaults_and_validates():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"unknown objective 'kto'; valid: \['alphapo', 'aot', "):
-        get_objective("kto")
-    with pytest.raises(ValueError, match="unknown objective 'kto'"):
-        compute_objective("kto", token_batch())
+    with pytest.raises(ValueError, match=r"unknown objective 'rrhf'; valid: \['alphapo', 'aot', "):
+        get_objective("rrhf")
+    with pytest.raises(ValueError, match="unknown objective 'rrhf'"):
+        compute_objective("rrhf", token_batch())
     with pytest.raises(ValueError, match=r"dpo: unknown hyper-parameter\(s\) \['bta'\]; valid: "
                        r"\['beta', 'f_alpha_divergence_coef', 'f_divergence_type', "
                        r"'label_smoothing', 'variant'\]"):  # fmt: skip

@@ -300,6 +300,14 @@ CLOSED = {
     "sft_token_mean": {"closed/token_mean"},
     "cpo_ipo": {"closed/equal_means"},
     "alphapo": {"closed/equal_means"},
+    "kto": {
+        "closed/policy_is_reference",
+        "closed/desirable_only",
+        "closed/reference_point",
+        "closed/clamped_reference_point",
+    },
+    "bco": {"closed/policy_is_reference", "closed/desirable_only"},
+    "apo_unpaired": {"closed/policy_is_reference", "closed/desirable_only"},
 }
 
 
@@ -388,3 +396,19 @@ def test_the_command_runs_it_on_the_lake(tmp_path, monkeypatch, capsys):
         summary.loc["sft", "kl_visitation_mean"], rel=1e-5
     )
     assert main([*argv[:-2], "--lake-preset", "huge"]) == 2
+
+
+def test_an_unpaired_function_may_return_one_loss_per_example():
+    """KTO as TRL writes it: per-example losses, desirable then undesirable, concatenated;
+    verify averages them and runs the batches of one kind and of unequal kinds."""
+    from tests.mutants import kto, kto_point
+
+    def per_example(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                    undesirable_weight=1.0):  # fmt: skip
+        return kto(d, u, rd, ru, kto_point(kl, ref_kl), beta, desirable_weight,
+                   undesirable_weight)  # fmt: skip
+
+    report = verify(per_example, like="kto", hparams={"desirable_weight": 1.33})
+    names = {c.name for c in report.checks}
+    assert report.ok, report
+    assert {"agrees/desirable_only", "agrees/undesirable_only", "agrees/unequal_kinds"} <= names

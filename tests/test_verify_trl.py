@@ -85,6 +85,13 @@ CASES = {
         [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
     "SFTTrainer(loss_type='nll')": ("trl_sft_tokens", [{}]),
+    "KTOTrainer(loss_type='kto')": (
+        "trl_kto_kto",
+        [{"beta": 0.1}, {"beta": 0.5, "desirable_weight": 1.33, "undesirable_weight": 0.7}],
+    ),
+    "KTOTrainer(loss_type='apo_zero_unpaired')": (
+        "trl_kto_apo_zero_unpaired", [{"beta": 0.1}, {"beta": 0.5, "desirable_weight": 0.8}],
+    ),
     "SFTTrainer(loss_type='nll'), sequences": ("trl_sft", [{}]),
 }  # fmt: skip
 UNCLAIMED = {  # spellings no registry entry claims: what each is compared with
@@ -151,7 +158,8 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 }
 
 
-TOKENS = {"trl_dpo_ld", "trl_sft_tokens"}  # functions in verify's tokens form (a SequenceLogps)
+# functions in verify's tokens form (a SequenceLogps)
+TOKENS = {"trl_dpo_ld", "trl_sft_tokens", "trl_kto_kto", "trl_kto_apo_zero_unpaired"}
 
 
 def cases():

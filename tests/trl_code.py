@@ -543,3 +543,7 @@ def trl_sft_equal_lengths(chosen):
     """``trl_sft`` on a batch whose responses all have 3 tokens, where TRL's token-level mean
     equals lakelab's mean of per-sequence means."""
     return _sft(chosen, [3] * chosen.shape[0])
+
+
+# TRL's KTO trainer (unpaired examples) has its own harness
+from tests.trl_kto import trl_kto_apo_zero_unpaired, trl_kto_kto  # noqa: E402, F401

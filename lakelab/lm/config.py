@@ -16,6 +16,7 @@ from typing import Any
 from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
+from lakelab.registry import get_objective
 from lakelab.validate import check_choice, check_real
 
 NEGATIVE_MODES = ("offline", "online")
@@ -116,6 +117,12 @@ class LMConfig(TrackConfig):
             )
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
         self.check_methods()
+        mismatched = [m for m in self.methods if get_objective(m).mismatched]
+        if mismatched and self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2 for {mismatched}: their mismatched pairs join each "
+                "lake's prompt to another lake's plan, and a batch of 1 has no other lake"
+            )
 
     @property
     def seq_len(self) -> int:

@@ -200,6 +200,20 @@ class Tokens:
         return self.inputs[:, : self.prompt_len]
 
 
+def mismatched(tokens: Tokens) -> Tokens:
+    """Each row's prompt with the previous row's response (row 0 takes the last one's): the
+    mismatched pairs of KTO's reference point, rotated as in TRL. Rows of distinct lakes
+    never give a lake its own plan."""
+    other = tokens[torch.roll(torch.arange(len(tokens)), 1)]
+    P = tokens.prompt_len  # inputs 0 .. P-1 are prompt; the target at P-1 is the first move
+    return Tokens(
+        torch.cat([tokens.inputs[:, :P], other.inputs[:, P:]], 1),
+        torch.cat([tokens.targets[:, : P - 1], other.targets[:, P - 1 :]], 1),
+        other.mask,
+        P,
+    )
+
+
 def to_tokens(lakes: list[Lake], responses: list[list[int]], length: int) -> Tokens:
     """Samples of ``lakes`` with response token ids ``responses`` (moves and end), each
     padded to ``length`` tokens (inputs and targets then have ``length - 1``)."""

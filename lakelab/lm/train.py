@@ -15,6 +15,9 @@ objectives consume (``lakelab.registry.SequenceLogps``), then ``compute_objectiv
                   frozen base model come from a cache built once per seed (``ReferenceCache``),
                   never recomputed during training (online negatives: only the fresh rejected)
     orpo, asft, simpo   chosen and rejected in one pass
+    kto, bco      the same batches as unpaired examples: optimal plans desirable, rejected
+                  plans undesirable; KTO also scores mismatched pairs (each lake's prompt
+                  with the previous lake's plan) under the model and the reference, no grad
 
 The same seed gives every method the same lakes in the same order (same batches).
 """
@@ -23,13 +26,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from lakelab.lm.config import LMConfig
-from lakelab.lm.data import SeedData, Tokens, response_ids, to_tokens
+from lakelab.lm.data import SeedData, Tokens, mismatched, response_ids, to_tokens
 from lakelab.lm.model import TinyGPT, generate, model_config
 from lakelab.lm.tokenizer import decode, parse_plan
 from lakelab.registry import SequenceLogps, compute_objective, get_objective, resolve_hparams
@@ -96,6 +99,19 @@ def objective_logps(
     both = token_logps(model, _concat(chosen, rejected))  # (2B, T) one pass for the pair
     logp_c, logp_r = both.split(len(chosen))  # (B, T) each
     return SequenceLogps(logp_c, chosen.mask, logp_r, rejected.mask, ref_chosen, ref_rejected)
+
+
+@torch.no_grad()
+def mismatched_logps(
+    model: TinyGPT, reference: TinyGPT, chosen: Tokens, rejected: Tokens
+) -> dict[str, torch.Tensor]:
+    """KTO's mismatched pairs for a batch of desirable (``chosen``) and undesirable
+    (``rejected``) examples of distinct lakes: each lake's prompt with the previous lake's
+    plan of the same kind (``data.mismatched``), under the policy (no gradient: KTO detaches
+    its reference point) and the reference; the ``SequenceLogps`` fields kl, kl_mask, ref_kl."""
+    pairs = _concat(mismatched(chosen), mismatched(rejected))
+    return {"kl": token_logps(model, pairs), "kl_mask": pairs.mask,
+            "ref_kl": reference_logps(reference, pairs)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -257,6 +273,8 @@ def align(
             else:
                 ref_r = reference.rejected[idx]  # (B, T) cached
         logps = objective_logps(model, method, hp, chosen, rejected, ref_c, ref_r)
+        if objective.mismatched:
+            logps = replace(logps, **mismatched_logps(model, base, chosen, rejected))
         loss, _ = compute_objective(method, logps, hp)
         state["loss"] = loss.item()
         return loss

@@ -221,8 +221,10 @@ def _stacked_rows(pools, idx, seeds, stream, cfg) -> np.ndarray:
 
 def _per_sequence(method: str, logps: SequenceLogps, hp: dict, seeds: int):
     """``compute_objective(..., reduction="none")`` on the rows of every seed at once or, for
-    a batchwise objective (``Objective.batchwise``), on each seed's batch alone."""
-    if not get_objective(method).batchwise:
+    a batchwise objective (``Objective.batchwise``) or an unpaired one (its losses are per
+    example: a seed's desirable ones, then its undesirable ones), on each seed's batch alone."""
+    objective = get_objective(method)
+    if not (objective.batchwise or objective.unpaired):
         return compute_objective(method, logps, hp, reduction="none")
     parts = [getattr(logps, f.name) for f in fields(logps)]
     chunks = [
@@ -243,7 +245,9 @@ def _objective_metrics(g: _Group) -> list[dict[str, float]]:
     each per-sequence metric over the seed's rows, which is what the objective reports for
     that seed's batch alone (its "mean" reduction)."""
     N = len(g.idx)
-    means = {k: v.view(N, -1).mean(1, dtype=torch.float64).tolist() for k, v in g.metrics.items()}
+    # an unpaired objective's metric of one kind is NaN on the other kind's rows
+    mean = torch.nanmean if get_objective(g.method).unpaired else torch.mean
+    means = {k: mean(v.view(N, -1), 1, dtype=torch.float64).tolist() for k, v in g.metrics.items()}
     return [{f"batch/{k}": v[n] for k, v in means.items()} for n in range(N)]
 
 

@@ -41,7 +41,7 @@ def policy_logps(
     exception (``ift_logps``: ``params``, the rows' parameters, and ``P``, the lake's
     dynamics [S, A, S'], are for it).
     """
-    _, S, A = table.shape
+    N, S, A = table.shape
     if get_objective(method).mixed_pass:  # IFT: per (s_{i-1}, s_i) pair; needs no reference
         logp_c, used = ift_logps(hp, params, table, chosen, P, activation)
         logp_c, at_c = logp_c.flatten(0, 1), None
@@ -57,7 +57,28 @@ def policy_logps(
             ref_c, ref_r = lookup(ref_table, at_c, chosen), lookup(ref_table, at_r, rejected)
     mask_c = chosen.mask.flatten(0, 1)
     mask_r = None if rejected is None else rejected.mask.flatten(0, 1)
-    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r), used
+    kl = ()
+    if get_objective(method).mismatched:
+        kl = mismatched_pairs(N, (logp_c.detach(), mask_c, ref_c), (logp_r.detach(), mask_r, ref_r))
+    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r, *kl), used
+
+
+def mismatched_pairs(N: int, *kinds: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """KTO's mismatched pairs on the lake: (log-probs, mask, reference log-probs) [N * M, T].
+
+    A mismatched pair is one example's prompt with another example's response. On the lake
+    every example has the same prompt, the start state, so pairing prompt i with response
+    i - 1 gives response i - 1 itself: the mismatched pairs of a seed's batch are its own
+    examples, desirable then undesirable (rows n * M .. (n + 1) * M: seed n's). ``kinds``:
+    each kind's three tensors [N * B_k, T_k].
+    """
+    T = max(k[0].shape[1] for k in kinds)
+
+    def per_seed(x: torch.Tensor) -> torch.Tensor:  # [N * B, T_k] -> [N, B, T], zero-padded
+        x = torch.nn.functional.pad(x, (0, T - x.shape[1]))
+        return x.view(N, -1, T)
+
+    return tuple(torch.cat([per_seed(k[j]) for k in kinds], 1).flatten(0, 1) for j in range(3))
 
 
 def tokens(batch: Batch, n_states: int, n_actions: int) -> tuple[torch.Tensor, np.ndarray]:

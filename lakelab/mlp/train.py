@@ -6,6 +6,8 @@
         chosen   <- batch_size trajectories of the seed's chosen pool
         rejected <- batch_size trajectories (objectives that need pairs): the offline pool,
                     or fresh episodes of the current policy, never a chosen trajectory
+                    (unpaired objectives, KTO and BCO: chosen are the desirable examples,
+                    rejected the undesirable ones, and no pairing is used)
         logps    <- log pi_theta(a_t | s_t) of every token (IFT: on mixed inputs, eq. 17)
         loss     <- compute_objective(method, logps, hparams)      (lakelab.objectives)
         loss.backward();  Adam step
@@ -169,6 +171,15 @@ def sequence_logps(
             with torch.no_grad():
                 logps.update(ref_chosen=model.token_log_probs(theta0, x_c, c.actions, act)[0])
                 logps.update(ref_rejected=model.token_log_probs(theta0, x_r, r.actions, act)[0])
+    if get_objective(method).mismatched:
+        # KTO's mismatched pairs: prompt i with response i - 1. Every example's prompt is the
+        # start state, so they are the batch's own trajectories, desirable then undesirable.
+        e = to_batch([chosen + rejected])
+        x_e = e.inputs(S)
+        with torch.no_grad():
+            logps.update(kl=model.token_log_probs(theta, x_e, e.actions, act)[0])
+            logps.update(ref_kl=model.token_log_probs(theta0, x_e, e.actions, act)[0])
+        logps.update(kl_mask=e.mask[0])
     return SequenceLogps(**logps), used
 
 

@@ -12,11 +12,16 @@ The function under test takes one of three forms (``inputs=``, ``lakelab.verify.
     "tokens"     fn(logps: SequenceLogps, **hp)    per-token log-probs (B, T) and masks
     "logits"     fn(batch: SequenceLogits, **hp)   logits (B, T, V), labels (B, T), -100 ignored
 
-(S: summed, A: mean log-prob of a response, as the registry's ``reduction`` says). In the
+(S: summed, A: mean log-prob of a response, as the registry's ``reduction`` says). For an
+unpaired objective (KTO, BCO) chosen are the desirable and rejected the undesirable examples,
+their numbers independent (the batches include one kind only and unequal kinds), and KTO also
+takes the mismatched pairs' log-probs and the reference's: ``fn(chosen, rejected, ref_chosen,
+ref_rejected, kl, ref_kl, **hp)``, or the fields kl, kl_mask (kl_labels), ref_kl. In the
 per-token forms the positions off the masks (prompt, padding) hold arbitrary values: that is
 where most masking and length-normalisation bugs live. The function gets the reference's
 hyper-parameters as keywords (those its signature names) and returns the batch loss: a
-scalar, per-sequence losses (B,) (averaged), or a tuple whose first element is one of those.
+scalar, per-sequence losses (B,) (averaged; unpaired: one per example), or a tuple whose first
+element is one of those.
 
 The battery, each check named and, when it fails, saying the bug it most likely means:
 
@@ -38,7 +43,7 @@ from typing import Any
 from lakelab.registry import get_objective, resolve_hparams
 from lakelab.verify import checks, properties
 from lakelab.verify.batches import BATCHES
-from lakelab.verify.calls import accepted, keywords_only, unknown_numbers
+from lakelab.verify.calls import accepted, examples_mean, keywords_only, unknown_numbers
 from lakelab.verify.forms import FORMS, IGNORE_INDEX, SequenceLogits, label_logps
 from lakelab.verify.report import Check, Report
 
@@ -71,6 +76,8 @@ def verify(
         add(Check("signature", False, "fn has no inspectable signature", ""))
         taken = set(knobs)
     mine = keywords_only(fn, taken, form.unpack)
+    if objective.unpaired:  # per-example losses: desirable, then undesirable
+        mine = examples_mean(mine, form.rejected_at)
     ref = form.reference(like)
     batches = BATCHES[inputs](objective)
     for name, batch in batches.items():
@@ -121,10 +128,14 @@ def _by_batch(found: list[Check]) -> None:
         return
     for k, c in enumerate(found):
         if not c.ok and c.bug == checks.DIFFERENT:
+            kinds = c.name.endswith(("_only", "unequal_kinds"))  # an unpaired batch
             found[k] = Check(
                 c.name,
                 False,
                 c.measured,
-                "it agrees on the random batch, not on this one: a clamp, or a formula "
+                "it agrees when the kinds come in equal numbers, not here: a mean per kind "
+                "(or per pair) instead of over all examples, or a kind's rows paired up"
+                if kinds
+                else "it agrees on the random batch, not on this one: a clamp, or a formula "
                 "unstable or wrong only on extreme inputs",
             )

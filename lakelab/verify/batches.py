@@ -26,7 +26,7 @@ def sequence_batches(objective: Objective) -> dict[str, list[torch.Tensor]]:
     def uniform(n: int, lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
-    n_inputs = 1 + objective.needs_pairs + 2 * objective.needs_reference
+    n_inputs = 1 + objective.needs_pairs + 2 * objective.needs_reference + 2 * objective.mismatched
     random = [uniform(8, low, -0.01) for _ in range(n_inputs)]
     longest = -3e4 if summed else -5.0  # S(y) of a long response far from the policy
     edge = torch.tensor([0.0, -1e-9, -1e-3, -1e3, longest, -0.5], dtype=torch.float64)
@@ -40,12 +40,32 @@ def sequence_batches(objective: Objective) -> dict[str, list[torch.Tensor]]:
     if objective.needs_reference:  # the policy equals the reference
         same = uniform(8, low, -0.01), uniform(8, low, -0.01)
         batches["policy_is_reference"] = [same[0], same[1], same[0].clone(), same[1].clone()]
+        if objective.mismatched:
+            batches["policy_is_reference"] += [same[0].clone(), same[0].clone()]
+    if objective.unpaired:
+        batches |= _unpaired(random, desirable=(0, 2), undesirable=(1, 3))
     return batches
+
+
+def _unpaired(random: list, desirable: tuple[int, ...], undesirable: tuple[int, ...]) -> dict:
+    """An unpaired objective's batches of one kind only and of unequal kinds: the random batch
+    with its undesirable or its desirable examples left out (the inputs at those positions
+    with no rows), and with 2 undesirable examples beside all its desirable ones."""
+
+    def rows(keep: dict[int, int]) -> list:
+        return [x if x is None or k not in keep else x[: keep[k]] for k, x in enumerate(random)]
+
+    return {
+        "desirable_only": rows(dict.fromkeys(undesirable, 0)),
+        "undesirable_only": rows(dict.fromkeys(desirable, 0)),
+        "unequal_kinds": rows(dict.fromkeys(undesirable, 2)),
+    }
 
 
 def token_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
     """Per-token batches (B, T) in ``SequenceLogps`` order (chosen, its mask, rejected, its
-    mask, the reference's two; None where the objective needs none): unequal lengths, prompts
+    mask, the reference's two; None where the objective needs none; a mismatched objective's
+    pairs, their mask and the reference's after them): unequal lengths, prompts
     of up to 4 positions and padding, all holding arbitrary values off the masks."""
     g = torch.Generator().manual_seed(0)
 
@@ -72,6 +92,10 @@ def token_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
             ]
         else:
             out += [None, None]
+        if objective.mismatched:  # the mismatched pairs, then the reference's log-probs
+            m = masks(B, T)
+            out += [torch.where(m, on_mask((B, T)), uniform((B, T), -20.0, 5.0)), m]
+            out.append(torch.where(m, on_mask((B, T)), 0.0))
         return out
 
     batches = {"random": batch(6, 12, lambda shape: uniform(shape, -3.0, -0.01))}
@@ -88,7 +112,11 @@ def token_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
         same = batch(6, 12, lambda shape: uniform(shape, -3.0, -0.01))
         same[4] = torch.where(same[1], same[0], 0.0)
         same[5] = torch.where(same[3], same[2], 0.0)
+        if objective.mismatched:
+            same[8] = torch.where(same[7], same[6], 0.0)
         batches["policy_is_reference"] = same
+    if objective.unpaired:
+        batches |= _unpaired(batches["random"], desirable=(0, 1, 4), undesirable=(2, 3, 5))
     return batches
 
 
@@ -128,6 +156,9 @@ def logit_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
             out += [logits(), logits()]
         else:
             out += [None, None]
+        if objective.mismatched:  # the mismatched pairs' logits, labels, the reference's
+            label = labels()
+            out += [make(label), label, logits()]
         return out
 
     batches = {"random": batch(lambda label: logits())}
@@ -154,7 +185,11 @@ def logit_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
     if objective.needs_reference:  # the policy equals the reference
         same = batch(lambda label: logits())
         same[4], same[5] = same[0].clone(), same[2].clone()
+        if objective.mismatched:
+            same[8] = same[6].clone()
         batches["policy_is_reference"] = same
+    if objective.unpaired:
+        batches |= _unpaired(batches["random"], desirable=(0, 1, 4), undesirable=(2, 3, 5))
     return batches
 
 

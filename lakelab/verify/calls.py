@@ -110,6 +110,22 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> bool:
     return bool((both_nan | torch.isclose(a, b, rtol=rtol, atol=atol)).all())
 
 
+def examples_mean(fn: Callable, rejected_at: int) -> Callable:
+    """``fn`` of an unpaired objective, whose losses may come one per example (B_D + B_U,),
+    desirable and undesirable concatenated as TRL's KTO does: then their mean. ``rejected_at``
+    is the undesirable examples' position among the inputs."""
+
+    def call(*inputs: Any, **knobs: Any) -> Any:
+        out = fn(*inputs, **knobs)
+        loss = out[0] if isinstance(out, tuple | list) and out else out
+        n = len(inputs[0]) + len(inputs[rejected_at])
+        if isinstance(loss, torch.Tensor) and loss.dim() == 1 and len(loss) == n != len(inputs[0]):
+            return loss.mean()
+        return out
+
+    return call
+
+
 def keywords_only(fn: Callable, taken: set[str], unpack: Callable[[list], Any] | None) -> Callable:
     """``fn`` called with the hyper-parameters it takes only, on the inputs as its form hands
     them over (``unpack``: the batch as one object, e.g. a SequenceLogps; None: positional)."""

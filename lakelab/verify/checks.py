@@ -94,12 +94,20 @@ def alternatives(like: str, inputs: list, knobs: dict, form) -> dict[str, float]
     objective = get_objective(like)
     out: dict[str, float] = {}
     if objective.needs_pairs:  # every form: the pair's roles swapped
-        if form.name == "sequences":  # chosen, rejected[, ref_chosen, ref_rejected]
-            swapped = [inputs[1], inputs[0], *inputs[2:][::-1]]
+        if form.name == "sequences":  # chosen, rejected[, ref_chosen, ref_rejected][, kl...]
+            swapped = [inputs[1], inputs[0], *inputs[2:4][::-1], *inputs[4:]]
         else:  # chosen, its mask or labels, rejected, its mask or labels, the reference's two
             swapped = [inputs[2], inputs[3], inputs[0], inputs[1], inputs[5], inputs[4]]
+            swapped += inputs[6:]  # a mismatched objective's pairs stay
         with torch.no_grad():
             out["chosen and rejected are swapped"] = form.reference(like)(*swapped, **knobs).item()
+    if {"desirable_weight", "undesirable_weight"} <= set(knobs):  # unpaired: w_D for w_U
+        swapped = dict(knobs, desirable_weight=knobs["undesirable_weight"],
+                       undesirable_weight=knobs["desirable_weight"])  # fmt: skip
+        with torch.no_grad():
+            out["desirable_weight and undesirable_weight are swapped"] = form.reference(like)(
+                *inputs, **swapped
+            ).item()
     logps = form.to_tokens(inputs)
     if logps is None:  # the sequences form: the inputs come reduced already
         return out
@@ -110,9 +118,12 @@ def alternatives(like: str, inputs: list, knobs: dict, form) -> dict[str, float]
             pairs = [(logps.chosen, logps.chosen_mask), (logps.rejected, logps.rejected_mask)]
             pairs += [(logps.ref_chosen, logps.chosen_mask)]
             pairs += [(logps.ref_rejected, logps.rejected_mask)]
-            reduced = [other(x, m) for x, m in pairs if x is not None]
-            mix_up = f"uses {kind[0]} log-probs where {like} uses {kind[1]} ones"
-            out[mix_up] = loss_on(like, reduced, knobs)[0].item()
+            pairs += [(logps.kl, logps.kl_mask), (logps.ref_kl, logps.kl_mask)]
+            present = [(x, m) for x, m in pairs if x is not None]
+            if all(len(x) for x, _ in present):  # (an unpaired batch may lack one kind)
+                reduced = [other(x, m) for x, m in present]
+                mix_up = f"uses {kind[0]} log-probs where {like} uses {kind[1]} ones"
+                out[mix_up] = loss_on(like, reduced, knobs)[0].item()
         if not objective.needs_pairs:
             m = logps.chosen_mask
             token_mean = -torch.where(m, logps.chosen, 0.0).sum() / m.sum()
@@ -129,11 +140,11 @@ def _unshifted(inputs: list) -> list:
     """A logits batch on which the reference scores logits[t] against labels[t] (what an
     implementation that forgot the shift computes): one more position, labels moved right."""
     out = list(inputs)
-    for k in (0, 2, 4, 5):
-        if out[k] is not None:
+    for k in (0, 2, 4, 5, 6, 8):
+        if k < len(out) and out[k] is not None:
             out[k] = torch.cat([out[k], torch.zeros_like(out[k][:, :1])], dim=1)
-    for k in (1, 3):
-        if out[k] is not None:
+    for k in (1, 3, 7):
+        if k < len(out) and out[k] is not None:
             out[k] = torch.cat([torch.full_like(out[k][:, :1], IGNORE_INDEX), out[k]], dim=1)
     return out
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from lakelab.objective_spec import Objective
-from lakelab.reductions import mean_logps, sum_logps
-from lakelab.registry import SequenceLogps, compute_objective, loss_on
+from lakelab.registry import SequenceLogps, compute_objective, loss_on, sequence_inputs
 
 IGNORE_INDEX = -100
 VOCAB = 6  # the logits form's vocabulary size
@@ -35,7 +34,8 @@ class SequenceLogits:
     """A batch as a causal LM sees it: logits (B, T, V) and labels (B, T), -100 = not scored.
 
     ``chosen[b, t]`` scores ``chosen_labels[b, t + 1]``; the reference's logits score the same
-    labels as the policy's.
+    labels as the policy's. ``kl``, ``kl_labels``, ``ref_kl``: a mismatched objective's pairs
+    (KTO), as ``SequenceLogps.kl``.
     """
 
     chosen: torch.Tensor
@@ -44,12 +44,15 @@ class SequenceLogits:
     rejected_labels: torch.Tensor | None = None
     ref_chosen: torch.Tensor | None = None
     ref_rejected: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    kl_labels: torch.Tensor | None = None
+    ref_kl: torch.Tensor | None = None
 
     def to_logps(self) -> SequenceLogps:
         """The per-token log-probs of the labels and their masks (``label_logps``)."""
         return SequenceLogps(*_as_tokens(
             [self.chosen, self.chosen_labels, self.rejected, self.rejected_labels,
-             self.ref_chosen, self.ref_rejected]
+             self.ref_chosen, self.ref_rejected, self.kl, self.kl_labels, self.ref_kl]
         ))  # fmt: skip
 
 
@@ -81,6 +84,7 @@ class Sequences:
 
     name = "sequences"
     unpack = None  # positional
+    rejected_at = 1  # the rejected (undesirable) input's position
     tolerance = (1e-6, 1e-8)  # loss (rel, abs); gradients 10 times looser
 
     @staticmethod
@@ -89,14 +93,7 @@ class Sequences:
 
     @staticmethod
     def from_tokens(objective: Objective, logps: SequenceLogps) -> list:
-        reduce = sum_logps if objective.reduction == "sum" else mean_logps
-        out = [reduce(logps.chosen, logps.chosen_mask)]
-        if objective.needs_pairs:
-            out.append(reduce(logps.rejected, logps.rejected_mask))
-        if objective.needs_reference:
-            out.append(reduce(logps.ref_chosen, logps.chosen_mask))
-            out.append(reduce(logps.ref_rejected, logps.rejected_mask))
-        return out
+        return sequence_inputs(objective.name, logps)  # what the registry hands a loss
 
     @staticmethod
     def to_tokens(inputs: list) -> SequenceLogps | None:
@@ -112,6 +109,7 @@ class Tokens:
 
     name = "tokens"
     tolerance = (1e-6, 1e-8)
+    rejected_at = 2
 
     @staticmethod
     def unpack(inputs: list) -> SequenceLogps:
@@ -123,7 +121,7 @@ class Tokens:
 
     @staticmethod
     def from_tokens(objective: Objective, logps: SequenceLogps) -> list:
-        return [
+        out = [
             logps.chosen,
             logps.chosen_mask,
             logps.rejected,
@@ -131,6 +129,7 @@ class Tokens:
             logps.ref_chosen,
             logps.ref_rejected,
         ]
+        return [*out, logps.kl, logps.kl_mask, logps.ref_kl] if objective.mismatched else out
 
     @staticmethod
     def to_tokens(inputs: list) -> SequenceLogps:
@@ -139,7 +138,7 @@ class Tokens:
     @staticmethod
     def off_mask(inputs: list) -> list:
         """1e3 at every position no mask selects (prompt, padding), of every float input."""
-        masks = {0: 1, 2: 3, 4: 1, 5: 3}  # input -> its mask
+        masks = {0: 1, 2: 3, 4: 1, 5: 3, 6: 7, 8: 7}  # input -> its mask
         return [
             torch.where(inputs[masks[k]], x, torch.full_like(x, 1e3))
             if k in masks and x is not None
@@ -155,6 +154,7 @@ class Logits:
     name = "logits"
     # a float32 log_softmax of logits of order 10 is off by ~1e-6 in each log-prob
     tolerance = (1e-5, 1e-6)
+    rejected_at = 2
 
     @staticmethod
     def unpack(inputs: list) -> SequenceLogits:
@@ -182,6 +182,11 @@ class Logits:
         for key in ("chosen", "rejected"):
             ref = getattr(logps, f"ref_{key}")
             out.append(None if ref is None else _logits_for(ref, *labels[key]))
+        if objective.mismatched:
+            tokens = torch.randint(0, VOCAB, logps.kl.shape, generator=g)
+            label = _prepend_ignored(torch.where(logps.kl_mask, tokens, IGNORE_INDEX))
+            out += [_logits_for(logps.kl, logps.kl_mask, tokens), label,
+                    _logits_for(logps.ref_kl, logps.kl_mask, tokens)]  # fmt: skip
         return out
 
     @staticmethod
@@ -192,8 +197,8 @@ class Logits:
     def off_mask(inputs: list) -> list:
         """Other logits (1e3 times a ramp) at every position whose next label is -100."""
         out = list(inputs)
-        for k, labels in ((0, 1), (2, 3), (4, 1), (5, 3)):
-            if out[k] is None:
+        for k, labels in ((0, 1), (2, 3), (4, 1), (5, 3), (6, 7), (8, 7)):
+            if k >= len(out) or out[k] is None:
                 continue
             scores = torch.cat(
                 [inputs[labels][:, 1:] != IGNORE_INDEX, torch.zeros_like(inputs[labels][:, :1])],
@@ -218,6 +223,9 @@ def _as_tokens(inputs: list | tuple) -> list:
     if inputs[4] is not None:
         out[4] = label_logps(inputs[4], inputs[1])[0]
         out[5] = label_logps(inputs[5], inputs[3])[0]
+    if len(inputs) > 6 and inputs[6] is not None:  # a mismatched objective's pairs
+        kl, kl_mask = label_logps(inputs[6], inputs[7])
+        out += [kl, kl_mask, label_logps(inputs[8], inputs[7])[0]]
     return out
 
 

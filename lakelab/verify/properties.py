@@ -13,6 +13,9 @@ Closed forms (``closed/...``), each on a small per-token batch with a prompt and
     asft  with every token at probability 1/2 it is log 2 (1 + 2 lam)
     simpo, alphapo with A(y_w) = A(y_l) it is log(1 + exp(gamma)); cpo_ipo (1 / (2 beta))^2
     cpo   with y_w = y_l it is log 2 (hinge: 1)
+    kto, apo_unpaired, bco (unpaired, 3 desirable and 1 undesirable example) at pi = pi_ref
+          (3 w_D + w_U) / 8 (bco (3 softplus(delta) + softplus(-delta)) / 4), desirable only
+          w_D / 2; kto with z0 = 2 from the mismatched pairs, and with z0 clamped at 0
 
 The defining optimum (``optimum``), on a one-state tabular problem: K = 4 responses of one
 token each, pi = softmax(theta), pairs (i, j) of every two responses labelled by
@@ -104,9 +107,82 @@ SFT_ROWS = [[-1.0, -2.0], [-0.5], [-3.0, -1.0, -2.0]]  # A(y) = -1.5, -0.5, -2: 
 SFT_VALUE = 4.0 / 3.0  # (a token-level batch mean would be 9.5 / 6)
 
 
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def unpaired_closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
+    """An unpaired objective's closed forms: 3 desirable examples and 1 undesirable one (the
+    loss is a mean over examples, not over kinds), at the reference, with one kind only,
+    and KTO's reference point z0 taken from the mismatched pairs and clamped at 0."""
+    name, beta = objective.name, knobs["beta"]
+    w_d, w_u = knobs.get("desirable_weight", 1.0), knobs.get("undesirable_weight", 1.0)
+    x, m = tokens([[-1.0, -2.0, -0.5], [-0.2], [-4.0, -1.0]])
+    y, n = tokens([[-3.0, -0.5]])
+    kl, km = tokens([[-1.0], [-2.0]])  # mismatched pairs: log-ratios 2 or -1 below
+
+    def batch(d_ratio: float = 0.0, pair_ratio: float = 0.0, kinds: str = "DU") -> SequenceLogps:
+        """S - S_ref = d_ratio for each desirable example (on its first response token), 0
+        for the undesirable one, pair_ratio for each mismatched pair."""
+        ref_x = _masked(x, m) - d_ratio * (torch.arange(x.shape[1]) == PROMPT)
+        c, cm, rc = (x, m, ref_x) if "D" in kinds else (x[:0], m[:0], ref_x[:0])
+        r, rm, rr = (y, n, _masked(y, n)) if "U" in kinds else (y[:0], n[:0], y[:0])
+        pairs = (kl, km, _masked(kl - pair_ratio, km)) if objective.mismatched else ()
+        return SequenceLogps(c, cm, r, rm, rc, rr, *pairs)
+
+    if name == "bco":
+        sp = _softplus(knobs["delta"]), _softplus(-knobs["delta"])
+        at_ref, says = (3 * sp[0] + sp[1]) / 4, "(3 softplus(delta) + softplus(-delta)) / 4"
+        alone, alone_says = sp[0], "softplus(delta)"
+    else:  # kto, apo_unpaired: 1 - sigmoid(0) = sigmoid(0) = 1/2 per example, weighted
+        at_ref, says = (3 * w_d + w_u) / 8, "(3 w_D + w_U) / 8"
+        alone, alone_says = w_d / 2, "w_D / 2"
+    out = [
+        ClosedForm(
+            "closed/policy_is_reference",
+            f"at pi = pi_ref, 3 desirable examples and 1 undesirable, the loss is {says}",
+            batch(),
+            at_ref,
+            "the loss is not a mean over all examples (a mean per kind, or a sum), the "
+            "weights are elsewhere, or the reference's log-probs are not subtracted",
+        ),
+        ClosedForm(
+            "closed/desirable_only",
+            f"at pi = pi_ref on desirable examples only the loss is {alone_says}",
+            batch(kinds="D"),
+            alone,
+            "a batch without undesirable examples is not a mean over the desirable ones "
+            "(an empty kind's mean is NaN, or counted as 0)",
+        ),
+    ]
+    if name == "kto":
+        value = (3 * w_d / 2 + w_u * (1 - _sigmoid(2 * beta))) / 4
+        out += [
+            ClosedForm(
+                "closed/reference_point",
+                "with the mismatched pairs' log-ratios 2 (z0 = 2) and the desirable examples' "
+                "log-ratios 2, the loss is (3 w_D / 2 + w_U (1 - sigmoid(2 beta))) / 4",
+                batch(d_ratio=2.0, pair_ratio=2.0),
+                value,
+                "z0 is not the mismatched pairs' mean log-ratio (taken from the examples "
+                "themselves, from the policy alone, or left out)",
+            ),
+            ClosedForm(
+                "closed/clamped_reference_point",
+                f"with the mismatched pairs' log-ratios -1, z0 = max(0, -1) = 0: {says}",
+                batch(pair_ratio=-1.0),
+                at_ref,
+                "z0 is not clamped at 0 (max(0, mean log-ratio))",
+            ),
+        ]
+    return out
+
+
 def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
     """The closed forms that hold for ``objective`` at hyper-parameters ``knobs``."""
     name = objective.name
+    if objective.unpaired:
+        return unpaired_closed_forms(objective, knobs)
     chosen, cm = tokens([[-1.0, -2.0, -0.5], [-0.2], [-4.0, -1.0]])
     rejected, rm = tokens([[-3.0], [-0.7, -0.1, -2.0, -1.0], [-2.5, -2.5]])
     same = SequenceLogps(chosen, cm, rejected, rm, _masked(chosen, cm), _masked(rejected, rm))
