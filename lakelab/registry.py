@@ -539,7 +539,7 @@ OBJECTIVES: dict[str, Objective] = {
         batchwise=True,
         unpaired=True,
         mismatched=True,
-        trl={"KTOTrainer(loss_type='kto')": {"desirable_weight": 1.0, "undesirable_weight": 1.0}},
+        trl={"KTOTrainer(loss_type='kto')": {}},
     ),
     "bco": Objective(
         name="bco",
