@@ -36,6 +36,7 @@ __all__ = [
     "DPO_VARIANTS",
     "asft_loss",
     "dpo_loss",
+    "f_margin",
     "ift_loss",
     "ift_weights",
     "ipo_loss",
@@ -335,16 +336,10 @@ def dpo_loss(
     if variant == "hinge" and eps != 0.0:
         raise ValueError(f"label_smoothing must be 0 for variant 'hinge', got {label_smoothing!r}")
 
-    check_choice("f_divergence_type", f_divergence_type, F_DIVERGENCES)
-    a = POSITIVE.check("f_alpha_divergence_coef", f_alpha_divergence_coef)
-
     chosen_rewards = beta * (chosen_logps - ref_chosen_logps)  # (B,)
     rejected_rewards = beta * (rejected_logps - ref_rejected_logps)  # (B,)
-    if f_divergence_type == "reverse_kl" or (f_divergence_type == "alpha_divergence" and a == 1):
-        d = chosen_rewards - rejected_rewards  # (B,)
-    else:
-        g_w = _f_score(chosen_logps - ref_chosen_logps, f_divergence_type, a)
-        d = beta * (g_w - _f_score(rejected_logps - ref_rejected_logps, f_divergence_type, a))
+    r_w, r_l = chosen_logps - ref_chosen_logps, rejected_logps - ref_rejected_logps
+    d = beta * f_margin(r_w, r_l, f_divergence_type, f_alpha_divergence_coef)  # (B,)
     if variant == "sigmoid":
         losses = smoothed_logistic(d, eps)
     elif variant == "hinge":
@@ -354,6 +349,17 @@ def dpo_loss(
     return pair_result(
         losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, reduction
     )
+
+
+def f_margin(r_w: torch.Tensor, r_l: torch.Tensor, kind: str, a: float) -> torch.Tensor:
+    """f-DPO's margin g(r_w) - g(r_l) of the log-ratios (B,) for divergence ``kind`` (with
+    coefficient ``a`` for the alpha divergence; see ``dpo_loss``); "reverse_kl" (and the alpha
+    divergence at a = 1) is r_w - r_l, exactly. Checks both knobs."""
+    check_choice("f_divergence_type", kind, F_DIVERGENCES)
+    a = POSITIVE.check("f_alpha_divergence_coef", a)
+    if kind == "reverse_kl" or (kind == "alpha_divergence" and a == 1):
+        return r_w - r_l
+    return _f_score(r_w, kind, a) - _f_score(r_l, kind, a)
 
 
 def _f_score(r: torch.Tensor, kind: str, a: float) -> torch.Tensor:

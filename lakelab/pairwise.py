@@ -22,6 +22,7 @@ from lakelab.objectives import (
     POSITIVE,
     REAL,
     _check_sequences,
+    f_margin,
     logsigmoid,
     pair_result,
     smoothed_logistic,
@@ -74,6 +75,8 @@ def exo_loss(
     *,
     beta: float = 0.1,
     label_smoothing: float = 1e-3,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
     reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict]:
     """EXO-pref: the reverse KL from the pair's policy distribution to the labels (Ji et al.
@@ -89,11 +92,12 @@ def exo_loss(
     log-labels (0, -10) make it about 4.5e-5): eps = 0 makes log eps infinite, so it is
     refused. beta is the paper's policy temperature beta_pi; its reward temperature enters
     EXO-rw only. The equation number is the authors', as given in TRL. At pi = pi_ref:
-    -log 2 - log(eps (1 - eps)) / 2.
+    -log 2 - log(eps (1 - eps)) / 2. ``f_divergence_type`` replaces r_w - r_l by f-DPO's
+    margin (``lakelab.objectives.f_margin``), as TRL allows for exo_pair.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     eps = EXO_SMOOTHING.check("label_smoothing", label_smoothing)
-    d = beta * (r_w - r_l)
+    d = beta * f_margin(r_w, r_l, f_divergence_type, f_alpha_divergence_coef)
     log_q_w, log_q_l = logsigmoid(d), logsigmoid(-d)
     losses = log_q_w.exp() * (log_q_w - math.log1p(-eps)) + log_q_l.exp() * (
         log_q_l - math.log(eps)
@@ -222,6 +226,8 @@ def discopop_loss(
     *,
     beta: float = 0.1,
     discopop_tau: float = 0.05,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
     reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict]:
     """DiscoPOP, the log-ratio modulated loss found by LLM-driven search (Lu et al. 2024,
@@ -237,11 +243,12 @@ def discopop_loss(
     (SakanaAI/DiscoPOP) has tau = 0.05 and beta = 0.05. For tau < (1 - log 2) / 3 ~ 0.10 the
     loss is not convex: its slope at rho = 0 is (1 - log 2) / (4 tau) - 3/4 > 0, with a local
     minimum near rho = -0.12 and a maximum near +0.07 at tau = 0.05, so descent from pi_ref
-    first lowers the margin. At pi = pi_ref: (1 + log 2) / 2.
+    first lowers the margin. At pi = pi_ref: (1 + log 2) / 2. ``f_divergence_type``: as for
+    ``exo_loss``.
     """
     r_w, r_l, beta = _pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     tau = POSITIVE.check("discopop_tau", discopop_tau)
-    rho = beta * (r_w - r_l)
+    rho = beta * f_margin(r_w, r_l, f_divergence_type, f_alpha_divergence_coef)
     m = torch.sigmoid(rho / tau)
     losses = (1 - m) * -logsigmoid(rho) + torch.exp(logsigmoid(rho / tau) - rho)
     return _done(losses, r_w, r_l, beta, chosen_logps, rejected_logps, reduction)

@@ -56,6 +56,28 @@ def _choice(name: str, default: str, choices: tuple[str, ...], **kw: Any) -> Hyp
     return HyperParam(name, default, choices=tuple(choices), **kw)
 
 
+F_DIVERGENCE = (  # f-DPO's knobs, TRL's names: DPO, and EXO and DiscoPOP as TRL allows
+    _choice(
+        "f_divergence_type",
+        "reverse_kl",
+        obj.F_DIVERGENCES,
+        help="the divergence from the reference (f-DPO); reverse_kl is DPO's",
+    ),
+    _real(
+        "f_alpha_divergence_coef",
+        0.5,
+        obj.POSITIVE,
+        help="a of the alpha divergence (TRL's default 0.5; 1: reverse KL)",
+    ),
+)
+
+# the f-divergences TRL's code takes in float64 too (its alpha divergence is float32 only)
+F_DIVERGENCE_SPELLINGS = {
+    "reverse_kl": "",
+    "forward_kl": ", f_divergence_type='forward_kl'",
+    "js_divergence": ", f_divergence_type='js_divergence'",
+}
+
 OBJECTIVES: dict[str, Objective] = {
     "sft": Objective(
         name="sft",
@@ -126,18 +148,7 @@ OBJECTIVES: dict[str, Objective] = {
                 obj.LABEL_SMOOTHING,
                 help="assumed label-flip rate eps; 0 for hinge",
             ),
-            _choice(
-                "f_divergence_type",
-                "reverse_kl",
-                obj.F_DIVERGENCES,
-                help="the divergence from the reference (f-DPO); reverse_kl is DPO",
-            ),
-            _real(
-                "f_alpha_divergence_coef",
-                0.5,
-                obj.POSITIVE,
-                help="a of the alpha divergence (TRL's default 0.5; 1: reverse KL)",
-            ),
+            *F_DIVERGENCE,
         ),
         summary="Raise the reference-relative margin of chosen over rejected (Bradley-Terry).",
         formula="L = -logsigmoid(d); d = beta * ((S_w - S_ref_w) - (S_l - S_ref_l))",
@@ -255,6 +266,7 @@ OBJECTIVES: dict[str, Objective] = {
                 pairwise.EXO_SMOOTHING,
                 help="the labels' mass eps on the rejected response (must be > 0)",
             ),
+            *F_DIVERGENCE,
         ),
         summary="Match the pair's policy distribution to soft labels by a reverse KL.",
         formula="L = q_w (log q_w - log(1 - eps)) + q_l (log q_l - log eps); "
@@ -264,7 +276,10 @@ OBJECTIVES: dict[str, Objective] = {
         r"\frac{q_l}{\epsilon}, \qquad q_w = \sigma\bigl(\beta (r_w - r_l)\bigr) = 1 - q_l",
         paper="Ji et al. 2024, arXiv 2402.00856",
         equation="eq. 16",
-        trl={"DPOTrainer(loss_type='exo_pair')": {}},
+        trl={
+            f"DPOTrainer(loss_type='exo_pair'{by})": {"f_divergence_type": f}
+            for f, by in F_DIVERGENCE_SPELLINGS.items()
+        },
     ),
     "nca": Objective(
         name="nca",
@@ -357,6 +372,7 @@ OBJECTIVES: dict[str, Objective] = {
         hyperparams=(
             _real("beta", 0.1, obj.POSITIVE, help="inverse temperature"),
             _real("discopop_tau", 0.05, obj.POSITIVE, help="temperature of the blend"),
+            *F_DIVERGENCE,
         ),
         summary="DPO's logistic loss blended with an exponential one by the margin's sign.",
         formula="L = (1 - m) (-logsigmoid(rho)) + m exp(-rho); "
@@ -366,7 +382,10 @@ OBJECTIVES: dict[str, Objective] = {
         r"m\, e^{-\rho}, \qquad m = \sigma(\rho / \tau), \quad \rho = \beta (r_w - r_l)",
         paper="Lu et al. 2024, arXiv 2406.08414",
         equation="eq. 5",
-        trl={"DPOTrainer(loss_type='discopop')": {}},
+        trl={
+            f"DPOTrainer(loss_type='discopop'{by})": {"f_divergence_type": f}
+            for f, by in F_DIVERGENCE_SPELLINGS.items()
+        },
     ),
     "dpo_norm": Objective(
         name="dpo_norm",
@@ -511,7 +530,7 @@ OBJECTIVES: dict[str, Objective] = {
         r"{\sum_b \sum_t m_{bt}}",
         paper="Maximum likelihood, TRL's SFTTrainer form",
         batchwise=True,
-        trl={"SFTTrainer(loss_type='nll')": {}},
+        trl={"SFTTrainer(loss_type='nll')": {}, "DPOTrainer(loss_type='sft')": {}},
     ),
     "kto": Objective(
         name="kto",

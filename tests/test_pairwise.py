@@ -205,3 +205,21 @@ def test_ld_dpo_weighs_the_longer_tail_by_alpha():
     assert full.item() == pytest.approx(dpo_loss(*sums, sums[0] * 0, sums[1] * 0)[0].item())
     with pytest.raises(ValueError, match=r"ld_alpha must be in \[0, 1\], got 1.5"):
         pairwise.ld_dpo_loss(x, mx, y, my, zero, zero, ld_alpha=1.5)
+
+
+@pytest.mark.parametrize("name", ["exo", "discopop"])
+@pytest.mark.parametrize("divergence", ["forward_kl", "js_divergence", "alpha_divergence"])
+def test_f_divergences_replace_the_log_ratios_by_their_scores(name, divergence):
+    """With f_divergence_type, EXO and DiscoPOP see f-DPO's scores g(r) where they saw the
+    log-ratios r: the loss equals the reverse-KL one on inputs whose log-ratios are g(r)."""
+    from lakelab.objectives import _f_score
+
+    g = torch.Generator().manual_seed(8)
+    c, r, rc, rr = (-4 * torch.rand(5, generator=g, dtype=torch.float64) for _ in range(4))
+    fn = OBJECTIVES[name].loss_fn
+    got = fn(c, r, rc, rr, f_divergence_type=divergence, f_alpha_divergence_coef=0.3)[0]
+    score = lambda x: _f_score(x, divergence, 0.3)  # noqa: E731
+    zero = torch.zeros(5, dtype=torch.float64)
+    want = fn(score(c - rc), score(r - rr), zero, zero)[0]
+    assert got.item() == pytest.approx(want.item(), rel=1e-13)
+    assert got.item() != pytest.approx(fn(c, r, rc, rr)[0].item())

@@ -46,6 +46,12 @@ CASES = {
     "DPOTrainer(loss_type='exo_pair')": (
         "trl_dpo_exo_pair", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
+    "DPOTrainer(loss_type='exo_pair', f_divergence_type='forward_kl')": (
+        "trl_dpo_exo_forward_kl", [{"beta": 0.1}, {"beta": 0.5, "label_smoothing": 0.2}],
+    ),
+    "DPOTrainer(loss_type='exo_pair', f_divergence_type='js_divergence')": (
+        "trl_dpo_exo_js_divergence", [{"beta": 0.1}, {"beta": 0.5}],
+    ),
     "DPOTrainer(loss_type='nca_pair')": ("trl_dpo_nca_pair", [{"beta": 0.1}, {"beta": 0.5}]),
     "DPOTrainer(loss_type='bco_pair')": ("trl_dpo_bco_pair", [{"beta": 0.1}, {"beta": 0.5}]),
     "DPOTrainer(loss_type='sppo_hard')": ("trl_dpo_sppo_hard", [{"beta": 0.1}, {"beta": 0.5}]),
@@ -53,6 +59,12 @@ CASES = {
     "DPOTrainer(loss_type='apo_down')": ("trl_dpo_apo_down", [{"beta": 0.1}, {"beta": 0.5}]),
     "DPOTrainer(loss_type='discopop')": (
         "trl_dpo_discopop", [{"beta": 0.1}, {"beta": 0.5, "discopop_tau": 0.2}],
+    ),
+    "DPOTrainer(loss_type='discopop', f_divergence_type='forward_kl')": (
+        "trl_dpo_discopop_forward_kl", [{"beta": 0.1}, {"beta": 0.5, "discopop_tau": 0.2}],
+    ),
+    "DPOTrainer(loss_type='discopop', f_divergence_type='js_divergence')": (
+        "trl_dpo_discopop_js_divergence", [{"beta": 0.1}],
     ),
     "DPOTrainer(loss_type='sigmoid_norm')": (
         "trl_dpo_sigmoid_norm", [{"beta": 0.1}, {"beta": 0.5}],
@@ -85,6 +97,7 @@ CASES = {
         [{"beta": 0.1, "label_smoothing": 0.2}, {"beta": 0.5, "label_smoothing": 0.2}],
     ),
     "SFTTrainer(loss_type='nll')": ("trl_sft_tokens", [{}]),
+    "DPOTrainer(loss_type='sft')": ("trl_dpo_sft", [{}]),
     "KTOTrainer(loss_type='kto')": (
         "trl_kto_kto",
         [{"beta": 0.1}, {"beta": 0.5, "desirable_weight": 1.33, "undesirable_weight": 0.7}],
@@ -134,6 +147,10 @@ KNOWN_DIFFERENCES = {
         "exp(logsigmoid(rho / tau) - rho): agrees/extremes and float32 fail (and agrees/saturated "
         "at beta 0.5)"
     ),
+    "DPOTrainer(loss_type='discopop', f_divergence_type='js_divergence')": (
+        "TRL's DiscoPOP on f-DPO's JS scores: the same 0 * inf = NaN as without them "
+        "(dpo_trainer.py:1486-1493) at the extreme margins: agrees/extremes and float32 fail"
+    ),
     "CPOTrainer(loss_type='alphapo')": (
         "TRL reshapes the reward as (1 - p**(-alpha)) / alpha after p = exp(A) (cpo_trainer.py:"
         "699-704): for a mean log-prob A below about -745 p underflows to 0 and the reward is "
@@ -159,7 +176,8 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 
 
 # functions in verify's tokens form (a SequenceLogps)
-TOKENS = {"trl_dpo_ld", "trl_sft_tokens", "trl_kto_kto", "trl_kto_apo_zero_unpaired"}
+TOKENS = {"trl_dpo_ld", "trl_sft_tokens", "trl_dpo_sft", "trl_kto_kto",
+          "trl_kto_apo_zero_unpaired"}  # fmt: skip
 
 
 def cases():

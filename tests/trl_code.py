@@ -304,6 +304,34 @@ def trl_dpo_exo_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, label
     )  # fmt: skip
 
 
+def _with_divergence(loss_type: str, divergence: str, **fixed):
+    """``DPOTrainer(loss_type=loss_type, f_divergence_type=divergence)``: the loss branch on
+    the f-DPO scores of dpo_trainer.py:1353-1381 (the alpha divergence, float32 only in TRL, is
+    left out)."""
+
+    def trl(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, **hp):
+        return _dpo(loss_type, chosen, rejected, ref_chosen, ref_rejected, beta=beta,
+                    f_divergence_type=divergence, **fixed, **hp)  # fmt: skip
+
+    return trl
+
+
+def trl_dpo_exo_forward_kl(chosen, rejected, ref_chosen, ref_rejected, beta=0.1,
+                           label_smoothing=1e-3):  # fmt: skip
+    """``DPOTrainer(loss_type='exo_pair', f_divergence_type='forward_kl')``."""
+    return _with_divergence("exo_pair", "forward_kl")(
+        chosen, rejected, ref_chosen, ref_rejected, beta=beta, label_smoothing=label_smoothing
+    )
+
+
+def trl_dpo_exo_js_divergence(chosen, rejected, ref_chosen, ref_rejected, beta=0.1,
+                              label_smoothing=1e-3):  # fmt: skip
+    """``DPOTrainer(loss_type='exo_pair', f_divergence_type='js_divergence')``."""
+    return _with_divergence("exo_pair", "js_divergence")(
+        chosen, rejected, ref_chosen, ref_rejected, beta=beta, label_smoothing=label_smoothing
+    )
+
+
 def trl_dpo_nca_pair(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
     """``DPOTrainer(loss_type='nca_pair')``: the branch at dpo_trainer.py:1419-1426. Inputs
     S(y)."""
@@ -341,6 +369,43 @@ def trl_dpo_discopop(chosen, rejected, ref_chosen, ref_rejected, beta=0.1, disco
         "discopop", chosen, rejected, ref_chosen, ref_rejected, beta=beta,
         discopop_tau=discopop_tau,
     )  # fmt: skip
+
+
+def trl_dpo_discopop_forward_kl(chosen, rejected, ref_chosen, ref_rejected, beta=0.1,
+                                discopop_tau=0.05):  # fmt: skip
+    """``DPOTrainer(loss_type='discopop', f_divergence_type='forward_kl')``."""
+    return _with_divergence("discopop", "forward_kl")(
+        chosen, rejected, ref_chosen, ref_rejected, beta=beta, discopop_tau=discopop_tau
+    )
+
+
+def trl_dpo_discopop_js_divergence(chosen, rejected, ref_chosen, ref_rejected, beta=0.1,
+                                   discopop_tau=0.05):  # fmt: skip
+    """``DPOTrainer(loss_type='discopop', f_divergence_type='js_divergence')``."""
+    return _with_divergence("discopop", "js_divergence")(
+        chosen, rejected, ref_chosen, ref_rejected, beta=beta, discopop_tau=discopop_tau
+    )
+
+
+def trl_dpo_sft(logps):
+    """``DPOTrainer(loss_type='sft')``: the branch at dpo_trainer.py:1495-1502, the NLL of the
+    chosen responses' tokens averaged over all of the batch's chosen tokens. verify's tokens
+    form: each chosen response token gets its own token id and log-prob (``_packed``), the
+    rejected responses one token each (the loss does not read them)."""
+    chosen = _packed(logps.chosen, logps.chosen_mask.bool())
+    n, width = chosen.shape
+    lengths = logps.chosen_mask.sum(-1).tolist()
+    examples = [
+        {"prompt_ids": [1] * PROMPT_LENGTH, "chosen_ids": [2] * int(lengths[row]),
+         "rejected_ids": [3]}
+        for row in range(n)
+    ]  # fmt: skip
+    batch = DataCollatorForPreference(pad_token_id=0)(examples)
+    batch["ref_chosen_logps"] = torch.zeros(n, dtype=chosen.dtype)
+    batch["ref_rejected_logps"] = torch.zeros(n, dtype=chosen.dtype)
+    per_token = torch.cat([chosen, torch.zeros(n, width, dtype=chosen.dtype)])
+    trainer = _dpo_self("sft", 0.1, 0.0)
+    return DPOTrainer._compute_loss(trainer, _FusedLM(per_token), batch, return_outputs=False)
 
 
 def trl_dpo_sigmoid_norm(chosen, rejected, ref_chosen, ref_rejected, beta=0.1):
