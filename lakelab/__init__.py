@@ -10,7 +10,8 @@ The foundations, in reading order:
   temporal residual, eq. 17) beside them.
 - ``lakelab.registry``: every objective by name with its formula, paper and hyper-parameters,
   and ``compute_objective``, what the training loops call; ``register_objective`` adds your
-  own (``lakelab.objective_spec`` says what a well-formed one is).
+  own (``lakelab.objective_spec`` says what a well-formed one is), ``mixture`` and
+  ``weight`` make one of others (``lakelab.mixtures``).
 - ``lakelab.analysis``: gradients w.r.t. chosen/rejected log-probs (the ASFT claim).
 - ``lakelab.plotting``: lakes with values as heatmaps and policies as arrows.
 - Shared by both tracks: ``validate`` (range checks), ``configs`` (what both configs share),
@@ -36,7 +37,9 @@ from lakelab.solver import (
 )
 
 # the registry imports torch: its names load on first use, so `lakelab solve` stays light
-_FROM_REGISTRY = ("HyperParam", "Objective", "register_objective", "unregister_objective")
+_FROM_REGISTRY = (
+    "HyperParam", "Objective", "mixture", "register_objective", "unregister_objective", "weight"
+)  # fmt: skip
 
 
 def __getattr__(name: str):
@@ -56,6 +59,7 @@ __all__ = [
     "TabularMDP",
     "finite_horizon_values",
     "make_lake",
+    "mixture",
     "policy_evaluation",
     "random_lake",
     "register_objective",
@@ -64,5 +68,6 @@ __all__ = [
     "success_probability",
     "unregister_objective",
     "value_iteration",
+    "weight",
 ]
 __version__ = "0.1.0"

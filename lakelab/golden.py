@@ -57,6 +57,8 @@ OTHER_HPARAMS: dict[str, dict[str, Any]] = {
     "kto": {"beta": 0.5, "desirable_weight": 1.33, "undesirable_weight": 0.7},
     "bco": {"beta": 0.5, "delta": 0.3},
     "apo_unpaired": {"beta": 0.5},
+    "rpo": {"beta": 0.5, "rpo_alpha": 0.3},
+    "cpo_nll": {"beta": 0.5, "variant": "hinge", "cpo_alpha": 0.5},
 }
 
 

@@ -19,16 +19,17 @@ training loop uses them (for the mixed forward pass), so they are not passed to 
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lakelab import mixtures, pairwise, reference_free, sequences, unpaired
 from lakelab import objectives as obj
-from lakelab import pairwise, reference_free, unpaired
+from lakelab.mixtures import weight  # noqa: F401  (lakelab.weight)
 from lakelab.objective_spec import HyperParam, Objective, check_objective
 from lakelab.reductions import DISCOUNT, IFT_WEIGHTINGS
 from lakelab.residual import MIX_WEIGHT, RESIDUAL_VARIANTS
+from lakelab.sequences import SequenceLogps
 from lakelab.validate import Interval
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "get_objective",
     "load_entry_points",
     "loss_on",
+    "mixture",
     "register_objective",
     "resolve_hparams",
     "sequence_inputs",
@@ -604,6 +606,28 @@ OBJECTIVES: dict[str, Objective] = {
     ),
 }
 
+OBJECTIVES["rpo"] = mixtures.mixture(
+    "rpo",
+    {"dpo": 1.0, "sft": mixtures.weight("rpo_alpha", 1.0, "weight of the chosen NLL (TRL's name)")},
+    title="RPO (DPO + NLL)",
+    summary="DPO plus rpo_alpha times the chosen response's mean token NLL.",
+    paper="Pang et al. 2024, arXiv 2404.19733 (the NLL per sequence, divided by its length)",
+    among=OBJECTIVES,
+)
+OBJECTIVES["cpo_nll"] = mixtures.mixture(
+    "cpo_nll",
+    {"cpo": 1.0, "sft_token_mean": mixtures.weight("cpo_alpha", 1.0, "weight of the NLL term")},
+    title="CPO with its NLL term",
+    summary="CPO's preference loss plus cpo_alpha times the chosen tokens' NLL, as in the "
+    "paper and TRL's default.",
+    paper="Xu et al. 2024, arXiv 2401.08417 (the NLL as TRL averages it, over the batch's "
+    "chosen tokens)",
+    trl={
+        "CPOTrainer(loss_type='sigmoid')": {"variant": "sigmoid"},
+        "CPOTrainer(loss_type='hinge')": {"variant": "hinge"},
+    },
+    among=OBJECTIVES,
+)
 
 # -- your own objectives ----------------------------------------------------------------------
 
@@ -640,6 +664,14 @@ def register_objective(objective: Objective) -> Objective:
         )
     OBJECTIVES[objective.name] = objective
     return objective
+
+
+def mixture(name: str, terms: dict, **facts: Any) -> Objective:
+    """``lakelab.mixtures.mixture`` with the terms taken from the registry (the installed
+    packages' entry points loaded first): the objective sum_k w_k L_k, to register."""
+    for term in terms:
+        get_objective(term)  # an unknown name: the registry's error, listing the valid ones
+    return mixtures.mixture(name, terms, among=OBJECTIVES, **facts)
 
 
 def unregister_objective(name: str) -> None:
@@ -687,37 +719,7 @@ def resolve_hparams(name: str, overrides: dict | None = None) -> dict:
     Raises ValueError for an unknown objective, an unknown key, or a value out of range
     (e.g. "dpo: beta must be in (0, inf), got 0.0"). Includes model-side knobs.
     """
-    objective = get_objective(name)
-    overrides = dict(overrides or {})
-    known = {hp.name: hp for hp in objective.hyperparams}
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise ValueError(f"{name}: unknown hyper-parameter(s) {unknown}; valid: {sorted(known)}")
-    return {key: hp.check(overrides.get(key, hp.default), name) for key, hp in known.items()}
-
-
-@dataclass(frozen=True)
-class SequenceLogps:
-    """Per-token log-probs (B, T) of a batch, as both training loops produce them.
-
-    The masks are 1/True on response tokens. `ref_chosen` / `ref_rejected` are the frozen
-    reference policy's per-token log-probs (possibly cached), masked by `chosen_mask` /
-    `rejected_mask`. For IFT, `chosen` must come from the second (mixed-input) forward pass.
-
-    For an unpaired objective (KTO, BCO) `chosen` holds the desirable and `rejected` the
-    undesirable examples, their numbers of rows independent; `kl`, `kl_mask` and `ref_kl`
-    hold the mismatched (prompt, response) pairs of a ``mismatched`` one (KTO), (M, T').
-    """
-
-    chosen: torch.Tensor
-    chosen_mask: torch.Tensor
-    rejected: torch.Tensor | None = None
-    rejected_mask: torch.Tensor | None = None
-    ref_chosen: torch.Tensor | None = None
-    ref_rejected: torch.Tensor | None = None
-    kl: torch.Tensor | None = None
-    kl_mask: torch.Tensor | None = None
-    ref_kl: torch.Tensor | None = None
+    return sequences.resolve(get_objective(name), overrides)
 
 
 def compute_objective(
@@ -730,7 +732,7 @@ def compute_objective(
     pair-needing objective gets no `rejected`, or a reference-needing one no `ref_*`.
     `reduction="none"` returns per-sequence losses and metrics (``lakelab.objectives``).
     """
-    return loss_on(name, sequence_inputs(name, logps), hparams, reduction=reduction)
+    return sequences.evaluate(get_objective(name), logps, hparams, reduction=reduction)
 
 
 def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
@@ -740,53 +742,7 @@ def sequence_inputs(name: str, logps: SequenceLogps) -> list[torch.Tensor]:
     its mask, the reference's two (as far as the objective needs them), then a mismatched
     objective's pairs. Every entry is row-wise, so the inputs of a subset of rows are the
     same rows of these (used to evaluate many batches of one step at once)."""
-    objective = get_objective(name)
-    if objective.reduction == "tokens":
-        reduce = None
-        args = [logps.chosen, logps.chosen_mask]
-    else:
-        by_row = obj.sum_logps if objective.reduction == "sum" else obj.mean_logps
-
-        def reduce(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            if objective.unpaired and x.dim() == 2 and x.shape[0] == 0:
-                return x.new_zeros(0)  # no example of this kind
-            return by_row(x, mask)
-
-        args = [reduce(logps.chosen, logps.chosen_mask)]
-    if objective.needs_pairs:
-        if logps.rejected is None or logps.rejected_mask is None:
-            raise ValueError(f"{name} needs pairs: SequenceLogps.rejected and rejected_mask")
-        args += (
-            [logps.rejected, logps.rejected_mask]
-            if reduce is None
-            else [reduce(logps.rejected, logps.rejected_mask)]
-        )
-    if objective.needs_reference:
-        if logps.ref_chosen is None or logps.ref_rejected is None:
-            raise ValueError(f"{name} needs a reference: SequenceLogps.ref_chosen, ref_rejected")
-        for ref, policy, mask, label in (
-            (logps.ref_chosen, logps.chosen, logps.chosen_mask, "chosen"),
-            (logps.ref_rejected, logps.rejected, logps.rejected_mask, "rejected"),
-        ):
-            if ref.shape != policy.shape:
-                raise ValueError(
-                    f"{name}: ref_{label} must have the shape of {label} "
-                    f"{tuple(policy.shape)}, got {tuple(ref.shape)}"
-                )
-            args.append(ref if reduce is None else reduce(ref, mask))
-    if objective.mismatched:
-        if logps.kl is None or logps.kl_mask is None or logps.ref_kl is None:
-            raise ValueError(f"{name} needs mismatched pairs: SequenceLogps.kl, kl_mask and ref_kl")
-        if logps.ref_kl.shape != logps.kl.shape:
-            raise ValueError(
-                f"{name}: ref_kl must have the shape of kl {tuple(logps.kl.shape)}, "
-                f"got {tuple(logps.ref_kl.shape)}"
-            )
-        if reduce is None:
-            args += [logps.kl, logps.kl_mask, logps.ref_kl]
-        else:
-            args += [reduce(logps.kl, logps.kl_mask), reduce(logps.ref_kl, logps.kl_mask)]
-    return args
+    return sequences.inputs_of(get_objective(name), logps)
 
 
 def loss_on(
@@ -794,7 +750,4 @@ def loss_on(
 ) -> tuple[torch.Tensor, dict]:
     """Objective `name`'s `(loss, metrics)` on `sequence_inputs(name, ...)`; with
     `reduction="none"`, per sequence (see `lakelab.objectives`)."""
-    objective = get_objective(name)
-    hp = resolve_hparams(name, hparams)
-    loss_kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
-    return objective.loss_fn(*inputs, **loss_kwargs, reduction=reduction)
+    return sequences.loss_of(get_objective(name), inputs, hparams, reduction=reduction)

@@ -13,6 +13,10 @@ from tests import oracles
 DOCUMENT = json.loads(PATH.read_text())
 
 
+MASKS_OF = {"chosen": "chosen", "rejected": "rejected", "ref_chosen": "chosen",
+            "ref_rejected": "rejected"}  # each input -> whose mask  # fmt: skip
+
+
 def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
     """The case's batch-mean loss from the oracles, on the masked reductions of its inputs."""
     hp = resolve_hparams(objective, hparams)
@@ -32,6 +36,22 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
         masks = {"chosen": mc, "rejected": mr, "ref_chosen": mc, "ref_rejected": mr}
         rows = {k: inputs[k] for k in masks}
         return oracles.ld_dpo_loss(rows, masks, hp["beta"], hp["ld_alpha"])
+    if objective == "rpo":  # DPO on summed log-probs + rpo_alpha * SFT on mean ones
+        masks = {k: [[int(m) for m in row] for row in inputs[f"{k}_mask"]]
+                 for k in ("chosen", "rejected")}  # fmt: skip
+        s = {k: [oracles.masked_sum(row, m) for row, m in zip(inputs[k], masks[MASKS_OF[k]],
+                                                             strict=True)]
+             for k in MASKS_OF}  # fmt: skip
+        dpo = oracles.dpo_loss(s["chosen"], s["rejected"], s["ref_chosen"], s["ref_rejected"],
+                               hp["beta"], hp["variant"], hp["label_smoothing"])  # fmt: skip
+        a = [oracles.masked_mean(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
+        return dpo + hp["rpo_alpha"] * -sum(a) / len(a)
+    if objective == "cpo_nll":  # CPO on summed log-probs + cpo_alpha * the token-mean NLL
+        mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
+        s_c = [oracles.masked_sum(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
+        s_r = [oracles.masked_sum(row, m) for row, m in zip(inputs["rejected"], mr, strict=True)]
+        nll = -sum(s_c) / sum(map(sum, mc))
+        return oracles.reference_free_loss("cpo", s_c, s_r, hp) + hp["cpo_alpha"] * nll
     summed = get_objective(objective).reduction == "sum"
     reduce = oracles.masked_sum if summed else oracles.masked_mean
     c = [reduce(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]

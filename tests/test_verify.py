@@ -308,6 +308,8 @@ CLOSED = {
     },
     "bco": {"closed/policy_is_reference", "closed/desirable_only"},
     "apo_unpaired": {"closed/policy_is_reference", "closed/desirable_only"},
+    "rpo": {"closed/policy_is_reference"},
+    "cpo_nll": {"closed/equal_responses"},
 }
 
 

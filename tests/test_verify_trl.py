@@ -98,6 +98,10 @@ CASES = {
     ),
     "SFTTrainer(loss_type='nll')": ("trl_sft_tokens", [{}]),
     "DPOTrainer(loss_type='sft')": ("trl_dpo_sft", [{}]),
+    "CPOTrainer(loss_type='sigmoid')": (
+        "trl_cpo_sigmoid_nll", [{"beta": 0.1}, {"beta": 0.5, "cpo_alpha": 0.5}],
+    ),
+    "CPOTrainer(loss_type='hinge')": ("trl_cpo_hinge_nll", [{"beta": 0.3, "cpo_alpha": 2.0}]),
     "KTOTrainer(loss_type='kto')": (
         "trl_kto_kto",
         [{"beta": 0.1}, {"beta": 0.5, "desirable_weight": 1.33, "undesirable_weight": 0.7}],
@@ -175,6 +179,7 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 }
 
 
+LOGITS = {"trl_cpo_sigmoid_nll", "trl_cpo_hinge_nll"}  # in the logits form (SequenceLogits)
 # functions in verify's tokens form (a SequenceLogps)
 TOKENS = {"trl_dpo_ld", "trl_sft_tokens", "trl_dpo_sft", "trl_kto_kto",
           "trl_kto_apo_zero_unpaired"}  # fmt: skip
@@ -207,7 +212,7 @@ def test_every_trl_spelling_the_registry_claims_is_run(code):
 
 @pytest.mark.parametrize(("like", "hparams", "name"), list(cases()))
 def test_trl_code_passes_verify(code, like, hparams, name):
-    inputs = "tokens" if name in TOKENS else "sequences"
+    inputs = "tokens" if name in TOKENS else "logits" if name in LOGITS else "sequences"
     report = verify(getattr(code, name), like=like, hparams=hparams, inputs=inputs)
     assert report.ok, str(report)
 
@@ -306,3 +311,21 @@ def test_the_fake_trainers_use_trl_config_defaults():
     assert default(DPOConfig, "use_weighting") is False
     assert default(DPOConfig, "discopop_tau") == 0.05
     assert default(CPOConfig, "alpha") == 0.0
+
+
+def test_trl_dpo_loss_list_with_sft_is_a_mixture_of_dpo_and_the_token_mean_nll(code):
+    """``DPOTrainer(loss_type=['sigmoid', 'sft'], loss_weights=[1, a])``, RPO as TRL 1.16 has
+    it, passes verify as lakelab's mixture dpo + a * sft_token_mean; lakelab's rpo follows the
+    paper (the NLL per sequence) and differs from it on unequal lengths."""
+    from lakelab import mixture, weight
+    from lakelab.registry import register_objective, unregister_objective
+
+    register_objective(mixture("rpo_trl", {"dpo": 1.0, "sft_token_mean": weight("rpo_alpha", 1.0)}))
+    try:
+        for hp in ({"beta": 0.1}, {"beta": 0.5, "rpo_alpha": 0.3}):
+            report = verify(code.trl_dpo_sigmoid_sft, like="rpo_trl", hparams=hp, inputs="tokens")
+            assert report.ok, str(report)
+    finally:
+        unregister_objective("rpo_trl")
+    report = verify(code.trl_dpo_sigmoid_sft, like="rpo", inputs="tokens")
+    assert not report.ok and "agrees/random" in report.failed, str(report)

@@ -428,14 +428,11 @@ def _packed(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
-    """``DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)``, in ``verify``'s tokens form (a
-    ``SequenceLogps``): ``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) weighs the
-    tokens beyond the shorter response's length by ``ld_alpha`` (lines 1305-1315, and the
-    reference's at 1340-1346). The batch comes from TRL's collator with each response as long
-    as its mask; a fake model returns, at the k-th response token of a row, that row's k-th
-    masked log-prob, for the policy and for the reference (computed here by TRL itself:
-    ``precompute_ref_log_probs=False``, ``ref_model`` the fake reference)."""
+def _dpo_tokens(logps, trainer: SimpleNamespace) -> torch.Tensor:
+    """``DPOTrainer._compute_loss`` with ``trainer`` on the batch a ``SequenceLogps``
+    describes: TRL's collator makes each response as long as its mask, and fake policy and
+    reference models return, at the k-th response token of a row, that row's k-th masked
+    log-prob (TRL computes the reference's itself: ``precompute_ref_log_probs=False``)."""
     masks = [logps.chosen_mask.bool(), logps.rejected_mask.bool()]
     n = logps.chosen.shape[0]
 
@@ -455,14 +452,36 @@ def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
         for r in range(n)
     ]
     batch = DataCollatorForPreference(pad_token_id=0)(examples)
-    trainer = _dpo_self("sigmoid", beta, 0.0)
-    trainer.ld_alpha = ld_alpha
     trainer.precompute_ref_logps = False
     trainer.ref_model = _FusedLM(both(logps.ref_chosen, logps.ref_rejected))
     trainer.model = SimpleNamespace(training=True, is_gradient_checkpointing=False)
     trainer.args.gradient_checkpointing_kwargs = None
     policy = _FusedLM(both(logps.chosen, logps.rejected))
     return DPOTrainer._compute_loss(trainer, policy, batch, return_outputs=False)
+
+
+def trl_dpo_sigmoid_sft(logps, beta=0.1, rpo_alpha=1.0):
+    """``DPOTrainer(loss_type=['sigmoid', 'sft'], loss_weights=[1.0, rpo_alpha])``, in verify's
+    tokens form: the loop over loss types at dpo_trainer.py:1385-1528 adds each branch's
+    per-sequence loss times its weight, the sigmoid's (lines 1387-1388) and the sft's
+    (lines 1495-1502, the NLL averaged over the batch's chosen tokens): RPO as TRL 1.16 has
+    it, with no ``rpo_alpha`` of its own."""
+    trainer = _dpo_self("sigmoid", beta, 0.0)
+    trainer.loss_types, trainer.loss_weights = ["sigmoid", "sft"], [1.0, rpo_alpha]
+    return _dpo_tokens(logps, trainer)
+
+
+def trl_dpo_ld(logps, beta=0.1, ld_alpha=0.5):
+    """``DPOTrainer(loss_type='sigmoid', ld_alpha=alpha)``, in ``verify``'s tokens form (a
+    ``SequenceLogps``): ``DPOTrainer._compute_loss`` (dpo_trainer.py:1285-1612) weighs the
+    tokens beyond the shorter response's length by ``ld_alpha`` (lines 1305-1315, and the
+    reference's at 1340-1346). The batch comes from TRL's collator with each response as long
+    as its mask; a fake model returns, at the k-th response token of a row, that row's k-th
+    masked log-prob, for the policy and for the reference (computed here by TRL itself:
+    ``precompute_ref_log_probs=False``, ``ref_model`` the fake reference)."""
+    trainer = _dpo_self("sigmoid", beta, 0.0)
+    trainer.ld_alpha = ld_alpha
+    return _dpo_tokens(logps, trainer)
 
 
 # -- ORPOTrainer: trl/experimental/orpo/orpo_trainer.py ---------------------------------------
@@ -610,5 +629,6 @@ def trl_sft_equal_lengths(chosen):
     return _sft(chosen, [3] * chosen.shape[0])
 
 
-# TRL's KTO trainer (unpaired examples) has its own harness
+# TRL's KTO trainer (unpaired examples) and CPO's full loss (logits) have their own harnesses
+from tests.trl_cpo_nll import trl_cpo_hinge_nll, trl_cpo_sigmoid_nll  # noqa: E402, F401
 from tests.trl_kto import trl_kto_apo_zero_unpaired, trl_kto_kto  # noqa: E402, F401

@@ -12,7 +12,8 @@ Closed forms (``closed/...``), each on a small per-token batch with a prompt and
     orpo  with y_w = y_l it is -A(y_w) + lam log 2
     asft  with every token at probability 1/2 it is log 2 (1 + 2 lam)
     simpo, alphapo with A(y_w) = A(y_l) it is log(1 + exp(gamma)); cpo_ipo (1 / (2 beta))^2
-    cpo   with y_w = y_l it is log 2 (hinge: 1)
+    cpo   with y_w = y_l it is log 2 (hinge: 1); cpo_nll that + cpo_alpha * 9.5 / 6
+    rpo   at pi = pi_ref DPO's value + rpo_alpha * 58 / 45, the chosen responses' mean NLL
     kto, apo_unpaired, bco (unpaired, 3 desirable and 1 undesirable example) at pi = pi_ref
           (3 w_D + w_U) / 8 (bco (3 softplus(delta) + softplus(-delta)) / 4), desirable only
           w_D / 2; kto with z0 = 2 from the mismatched pairs, and with z0 clamped at 0
@@ -216,6 +217,20 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 zero_gradient=True,
             )
         )
+    if name == "rpo":  # DPO at the reference plus rpo_alpha times SFT's mean NLL, 58 / 45
+        value, says = AT_THE_REFERENCE["dpo"](knobs)
+        out.append(
+            ClosedForm(
+                "closed/policy_is_reference",
+                f"at pi = pi_ref the loss is {says} + rpo_alpha * 58 / 45 (the chosen "
+                "responses' mean NLL)",
+                same,
+                value + knobs["rpo_alpha"] * 58 / 45,
+                "the NLL term is not rpo_alpha times the mean over sequences of each chosen "
+                "response's mean token NLL (a token-level mean, or summed log-probs), or "
+                "DPO's term is off",
+            )
+        )
     if out:
         return out
     sft_x, sft_m = tokens(SFT_ROWS)
@@ -296,15 +311,21 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 "or the target margin (gamma, 1 / (2 beta)) is not subtracted",
             )
         ]
-    if name == "cpo":
+    if name in ("cpo", "cpo_nll"):
         value = 1.0 if knobs["variant"] == "hinge" else math.log(2)
+        says = "1 (hinge)" if value == 1 else "log 2"
+        bug = "the margin is not S(y_w) - S(y_l), or the loss is rescaled"
+        if name == "cpo_nll":  # plus cpo_alpha times the NLL over the batch's tokens, 9.5 / 6
+            value += knobs["cpo_alpha"] * 9.5 / 6
+            says += " + cpo_alpha * 9.5 / 6 (the NLL averaged over the chosen tokens)"
+            bug += "; or the NLL is not a token-level mean over the batch's chosen tokens"
         return [
             ClosedForm(
                 "closed/equal_responses",
-                f"with y_w = y_l the loss is {'1 (hinge)' if value == 1 else 'log 2'}",
+                f"with y_w = y_l the loss is {says}",
                 SequenceLogps(x, m, x.clone(), m.clone()),
                 value,
-                "the margin is not S(y_w) - S(y_l), or the loss is rescaled",
+                bug,
             )
         ]
     return []
