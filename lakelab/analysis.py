@@ -36,6 +36,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from lakelab.objectives import log1mexp
 from lakelab.registry import get_objective, resolve_hparams
 
 __all__ = ["gradient_field", "sequence_gradients"]
@@ -51,7 +52,7 @@ def _point_loss(name: str, hparams: dict | None) -> Callable[..., torch.Tensor]:
     """loss(chosen, rejected, ref_chosen, ref_rejected) on (B,) float64 tensors -> batch mean.
     An unpaired objective (KTO, BCO) sees each point as one desirable example (chosen) and
     one undesirable one (rejected); KTO's reference point is 0 (the policy at the reference
-    on the mismatched pairs)."""
+    on the mismatched pairs). WPO's responses are tokens of a two-token vocabulary."""
     objective = get_objective(name)
     hp = resolve_hparams(name, hparams)
     kwargs = {p.name: hp[p.name] for p in objective.hyperparams if not p.model_side}
@@ -67,9 +68,18 @@ def _point_loss(name: str, hparams: dict | None) -> Callable[..., torch.Tensor]:
         args += refs if objective.needs_reference else []
         if objective.mismatched:  # KTO: the mismatched pairs at the reference, so z0 = 0
             args += [torch.zeros_like(chosen), torch.zeros_like(chosen)]
+        if objective.needs_sum_sq:  # WPO: a two-token vocabulary, sum_v p^2 = p^2 + (1 - p)^2
+            args += [_two_token_sum_sq(x) for x in (chosen[:, None], rejected[:, None])]
         return objective.loss_fn(*args, **kwargs)[0]
 
     return loss
+
+
+def _two_token_sum_sq(logp: torch.Tensor) -> torch.Tensor:
+    """log(p^2 + (1 - p)^2) of p = exp(logp), the sum of squared probabilities of a
+    two-token vocabulary, without gradient (WPO's weights are constants)."""
+    logp = logp.detach()
+    return torch.logaddexp(2 * logp, 2 * log1mexp(logp))
 
 
 def sequence_gradients(

@@ -30,9 +30,11 @@ __all__ = ["PATH", "VERSION", "golden_cases", "golden_document"]
 
 VERSION = "lakelab-golden-objectives-v1"
 PATH = Path(__file__).resolve().parents[1] / "golden" / "objectives-v1.json"
-FIELDS = ("chosen", "rejected", "ref_chosen", "ref_rejected", "kl", "ref_kl")
+FIELDS = ("chosen", "rejected", "ref_chosen", "ref_rejected", "kl", "ref_kl",
+          "chosen_log_sum_sq", "rejected_log_sum_sq")  # fmt: skip
 MASKS = {"chosen": "chosen_mask", "rejected": "rejected_mask", "kl": "kl_mask"}
 MASKS |= {"ref_chosen": "chosen_mask", "ref_rejected": "rejected_mask", "ref_kl": "kl_mask"}
+MASKS |= {"chosen_log_sum_sq": "chosen_mask", "rejected_log_sum_sq": "rejected_mask"}
 
 # beyond each objective's defaults, one other setting of its knobs
 OTHER_HPARAMS: dict[str, dict[str, Any]] = {
@@ -59,6 +61,7 @@ OTHER_HPARAMS: dict[str, dict[str, Any]] = {
     "apo_unpaired": {"beta": 0.5},
     "rpo": {"beta": 0.5, "rpo_alpha": 0.3},
     "cpo_nll": {"beta": 0.5, "variant": "hinge", "cpo_alpha": 0.5},
+    "wpo": {"beta": 0.5, "variant": "robust", "label_smoothing": 0.2},
 }
 
 
@@ -66,7 +69,8 @@ def _batch(seed: int, objective) -> dict[str, list]:
     """B = 3 sequences of T = 6 positions: a prompt of 0-2 positions, 1-4 response tokens,
     padding; response log-probs in [-3, -0.05], other positions arbitrary in [-9, 2]. An
     unpaired objective gets 2 undesirable examples beside the 3 desirable ones, a mismatched
-    one 4 mismatched pairs (their gradient is zero: KTO detaches its reference point)."""
+    one 4 mismatched pairs (their gradient is zero: KTO detaches its reference point), WPO
+    log sum_v p(v)^2 at each position (detached too)."""
     g = torch.Generator().manual_seed(seed)
     T = 6
 
@@ -94,6 +98,11 @@ def _batch(seed: int, objective) -> dict[str, list]:
     if objective.mismatched:
         out["kl"], out["kl_mask"] = one(4)
         reference("ref_kl")
+    if objective.needs_sum_sq:  # log sum_v p(v)^2 between 2 logp and 0, arbitrary off the mask
+        for kind in ("chosen", "rejected"):
+            share = torch.rand(out[kind].shape, generator=g, dtype=torch.float64)
+            mask = out[f"{kind}_mask"]
+            out[f"{kind}_log_sum_sq"] = torch.where(mask, 2 * share * out[kind], -5.0)
     return out
 
 

@@ -96,6 +96,9 @@ class Objective:
     mismatched: bool = False
     """True if the loss also takes the policy's and the reference's log-probs of mismatched
     (prompt, response) pairs, after the reference's inputs (KTO's reference point)."""
+    needs_sum_sq: bool = False
+    """True if the loss also takes log sum_v pi(v)^2 at each response position of the chosen
+    and the rejected response, after the reference's (WPO's weights): per-token only."""
     trl: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each TRL spelling this objective reproduces -> the hyper-parameters that select it,
     e.g. ``{"DPOTrainer(loss_type='hinge')": {"variant": "hinge"}}``; empty where TRL has
@@ -118,7 +121,7 @@ def check_objective(objective: Objective) -> None:
             f"files, CLI values and sweep knobs), got {o.name!r}"
         )
     for flag in ("needs_pairs", "needs_reference", "mixed_pass", "batchwise", "unpaired",
-                 "mismatched"):  # fmt: skip
+                 "mismatched", "needs_sum_sq"):  # fmt: skip
         if not isinstance(getattr(o, flag), bool):
             raise ValueError(f"{o.name}: {flag} must be True or False, got {getattr(o, flag)!r}")
     check_choice(f"{o.name}: reduction", o.reduction, REDUCTIONS)
@@ -132,6 +135,11 @@ def check_objective(objective: Objective) -> None:
         raise ValueError(
             f"{o.name}: mismatched needs unpaired and needs_reference (the mismatched pairs' "
             "log-ratios under the reference)"
+        )
+    if o.needs_sum_sq and (o.reduction != "tokens" or not o.needs_pairs or o.unpaired):
+        raise ValueError(
+            f"{o.name}: needs_sum_sq needs reduction 'tokens' and pairs (per-position sums "
+            "of squared probabilities of the chosen and the rejected response)"
         )
     for text in ("title", "summary", "formula", "latex", "paper", "equation"):
         if not isinstance(getattr(o, text), str):
@@ -182,6 +190,7 @@ def _check_signature(o: Objective) -> None:
     per_input = 2 if o.reduction == "tokens" else 1  # tokens: log-probs and mask (B, T)
     n_inputs = per_input * (1 + o.needs_pairs) + 2 * o.needs_reference
     n_inputs += (per_input + 1) * o.mismatched  # the pairs' log-probs (and mask), reference's
+    n_inputs += 2 * o.needs_sum_sq  # log sum_v pi(v)^2 of the chosen and the rejected
     keywords = {hp.name: hp.default for hp in o.hyperparams if not hp.model_side}
     try:
         inspect.signature(o.loss_fn).bind(*range(n_inputs), **keywords, reduction="mean")

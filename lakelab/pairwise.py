@@ -22,12 +22,14 @@ from lakelab.objectives import (
     POSITIVE,
     REAL,
     _check_sequences,
+    _reduce,
+    dpo_loss,
     f_margin,
     logsigmoid,
     pair_result,
     smoothed_logistic,
 )
-from lakelab.reductions import check_token_inputs
+from lakelab.reductions import check_token_inputs, sum_logps
 from lakelab.validate import Interval, check_choice
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "ld_dpo_loss",
     "nca_loss",
     "sppo_hard_loss",
+    "wpo_loss",
+    "wpo_weight",
 ]
 
 APO_VARIANTS = ("down", "zero")
@@ -320,6 +324,58 @@ def ld_dpo_loss(
     r_l = weighted(rejected, m_l) - weighted(ref_rejected, m_l)
     losses = -logsigmoid(beta * (r_w - r_l))
     return _done(losses, r_w, r_l, beta, weighted(chosen, m_w), weighted(rejected, m_l), reduction)
+
+
+def wpo_weight(logps: torch.Tensor, log_sum_sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """WPO's weight of each response (B,), detached: exp of the mean over its tokens of
+    logp_t - log sum_v pi(v | .)^2, the token's probability against the policy's own
+    expected probability at that position (Zhou et al. 2024, eq. 2 as TRL cites it)."""
+    m = check_token_inputs(logps, mask)
+    aligned = torch.where(m, logps.detach() - log_sum_sq.detach(), 0.0).sum(-1)
+    return torch.exp(aligned / m.sum(-1))
+
+
+def wpo_loss(
+    chosen: torch.Tensor,
+    chosen_mask: torch.Tensor,
+    rejected: torch.Tensor,
+    rejected_mask: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    chosen_log_sum_sq: torch.Tensor,
+    rejected_log_sum_sq: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    variant: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> tuple[torch.Tensor, dict]:
+    """Weighted Preference Optimization (Zhou et al. 2024; TRL's ``use_weighting=True``): DPO
+    with each pair weighted by how likely the policy itself is to produce both responses,
+    simulating on-policy data from off-policy pairs.
+
+        w(y) = exp(mean_t (logp_t - log sum_v pi(v | x, y_<t)^2))   (detached)
+        L = w(y_w) w(y_l) L_DPO
+
+    | argument                        | shape  | meaning                                  |
+    |---------------------------------|--------|------------------------------------------|
+    | chosen, rejected (and masks)    | (B, T) | per-token log-probs, any value off masks |
+    | ref_chosen, ref_rejected        | (B, T) | the reference's, on the same masks       |
+    | chosen_log_sum_sq, rejected_... | (B, T) | log sum_v pi(v)^2 at each position       |
+
+    L_DPO is ``dpo_loss`` on summed log-probs, its ``variant`` and ``label_smoothing`` as
+    there. sum_v pi(v)^2 is the probability the policy gives its own sample at that position,
+    so logp_t - log sum_v pi(v)^2 compares the token with a typical one: w = 1 for a response
+    as likely as the policy's own. At pi = pi_ref: w(y_w) w(y_l) log 2.
+    """
+    w = wpo_weight(chosen, chosen_log_sum_sq, chosen_mask)
+    w = w * wpo_weight(rejected, rejected_log_sum_sq, rejected_mask)
+    pairs = ((chosen, chosen_mask), (rejected, rejected_mask), (ref_chosen, chosen_mask),
+             (ref_rejected, rejected_mask))  # fmt: skip
+    summed = [sum_logps(x, m) for x, m in pairs]  # S(y) of each, (B,)
+    losses, metrics = dpo_loss(*summed, beta=beta, variant=variant,
+                               label_smoothing=label_smoothing, reduction="none")  # fmt: skip
+    return _reduce(w * losses, {**metrics, "wpo/weight": w}, reduction)
 
 
 def aot_loss(

@@ -628,6 +628,31 @@ OBJECTIVES["cpo_nll"] = mixtures.mixture(
     },
     among=OBJECTIVES,
 )
+OBJECTIVES["wpo"] = Objective(
+    name="wpo",
+    title="WPO (weighted DPO)",
+    loss_fn=pairwise.wpo_loss,
+    needs_pairs=True,
+    needs_reference=True,
+    reduction="tokens",
+    hyperparams=OBJECTIVES["dpo"].hyperparams[:3],  # beta, variant, label_smoothing
+    summary="DPO with each pair weighted by how likely the policy is to produce both "
+    "responses, as if they were on-policy.",
+    formula="L = w(y_w) w(y_l) L_DPO; w(y) = exp(mean_t (logp_t - log sum_v pi(v | x, y_<t)^2))",
+    latex=r"\mathcal{L}_{\mathrm{WPO}} = w(y_w)\, w(y_l)\, \mathcal{L}_{\mathrm{DPO}}, \quad "
+    r"w(y) = \exp\Bigl(\frac{1}{|y|} \sum_t \log \frac{\pi(y_t \mid x, y_{<t})}"
+    r"{\sum_v \pi(v \mid x, y_{<t})^2}\Bigr)",
+    paper="Zhou et al. 2024, arXiv 2406.11827",
+    equation="eq. 2 (as TRL cites it)",
+    needs_sum_sq=True,
+    trl={
+        "DPOTrainer(loss_type='sigmoid', use_weighting=True)": {
+            "variant": "sigmoid",
+            "label_smoothing": 0.0,
+        },
+        "DPOTrainer(loss_type='hinge', use_weighting=True)": {"variant": "hinge"},
+    },
+)
 
 # -- your own objectives ----------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ class SequenceLogps:
     For an unpaired objective (KTO, BCO) `chosen` holds the desirable and `rejected` the
     undesirable examples, their numbers of rows independent; `kl`, `kl_mask` and `ref_kl`
     hold the mismatched (prompt, response) pairs of a ``mismatched`` one (KTO), (M, T').
+    `chosen_log_sum_sq` / `rejected_log_sum_sq` (B, T): log sum_v pi(v)^2 of the policy's
+    next-token distribution at each position, for WPO's weights (``needs_sum_sq``).
     """
 
     chosen: torch.Tensor
@@ -40,6 +42,8 @@ class SequenceLogps:
     kl: torch.Tensor | None = None
     kl_mask: torch.Tensor | None = None
     ref_kl: torch.Tensor | None = None
+    chosen_log_sum_sq: torch.Tensor | None = None
+    rejected_log_sum_sq: torch.Tensor | None = None
 
 
 def resolve(objective: Objective, overrides: dict | None = None) -> dict:
@@ -107,6 +111,16 @@ def inputs_of(objective: Objective, logps: SequenceLogps) -> list[torch.Tensor]:
             args += [logps.kl, logps.kl_mask, logps.ref_kl]
         else:
             args += [reduce(logps.kl, logps.kl_mask), reduce(logps.ref_kl, logps.kl_mask)]
+    if objective.needs_sum_sq:
+        both = ((logps.chosen_log_sum_sq, logps.chosen, "chosen"),
+                (logps.rejected_log_sum_sq, logps.rejected, "rejected"))  # fmt: skip
+        for x, policy, label in both:
+            if x is None or x.shape != policy.shape:
+                raise ValueError(
+                    f"{name} needs SequenceLogps.{label}_log_sum_sq of the shape of {label} "
+                    f"{tuple(policy.shape)}, got {None if x is None else tuple(x.shape)}"
+                )
+            args.append(x)
     return args
 
 

@@ -68,8 +68,10 @@ def token_logps(table, batch):
 
 chosen, rejected = to_batch([[best]]), to_batch([[second]])  # Batch [1, B=1, T]
 # KTO's reference point needs mismatched (prompt, response) pairs: on the lake every response
-# has the same prompt (the start state), so they are the batch's own two routes
+# has the same prompt (the start state), so they are the batch's own two routes; WPO's
+# weights need log sum_a pi(a | s)^2 at each state a route visits
 both = to_batch([[best, second]])
+log_sum_sq = torch.logsumexp(2 * log_pi, -1)  # [S]
 logps = SequenceLogps(
     chosen=token_logps(log_pi, chosen),
     chosen_mask=chosen.mask[0],
@@ -80,6 +82,8 @@ logps = SequenceLogps(
     kl=token_logps(log_pi, both),
     kl_mask=both.mask[0],
     ref_kl=token_logps(log_ref, both),
+    chosen_log_sum_sq=log_sum_sq[chosen.states[0]],
+    rejected_log_sum_sq=log_sum_sq[rejected.states[0]],
 )
 print("chosen tokens:  ", logps.chosen.numpy().round(3))
 print("rejected tokens:", logps.rejected.numpy().round(3))

@@ -36,7 +36,8 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol=None, atol=N
 def with_kl(logps):
     """``logps`` (a SequenceLogps with pairs and a reference) with mismatched pairs for KTO
     built as on the lake, where every example shares one prompt: the batch's own examples,
-    chosen then rejected (zero-padded to one length)."""
+    chosen then rejected (zero-padded to one length); and WPO's sums of squared
+    probabilities, as if each token had one alternative."""
     from dataclasses import replace
 
     def stack(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -49,4 +50,14 @@ def with_kl(logps):
         kl=stack(logps.chosen, logps.rejected).detach(),
         kl_mask=stack(logps.chosen_mask.bool(), logps.rejected_mask.bool()),
         ref_kl=stack(logps.ref_chosen, logps.ref_rejected),
+        # WPO's log sum_v p(v)^2, of a two-token vocabulary: log(p^2 + (1 - p)^2)
+        chosen_log_sum_sq=_two_tokens(logps.chosen),
+        rejected_log_sum_sq=_two_tokens(logps.rejected),
     )
+
+
+def _two_tokens(logp: torch.Tensor) -> torch.Tensor:
+    from lakelab.objectives import log1mexp
+
+    logp = logp.detach().clamp(max=0.0)
+    return torch.logaddexp(2 * logp, 2 * log1mexp(logp))

@@ -2,6 +2,7 @@
 independent oracles of tests/oracles.py (plain-Python formulas), losses and gradients."""
 
 import json
+import math
 import random
 
 import pytest
@@ -13,12 +14,14 @@ from tests import oracles
 DOCUMENT = json.loads(PATH.read_text())
 
 
+DETACHED = ("kl", "ref_kl", "chosen_log_sum_sq", "rejected_log_sum_sq")
 MASKS_OF = {"chosen": "chosen", "rejected": "rejected", "ref_chosen": "chosen",
             "ref_rejected": "rejected"}  # each input -> whose mask  # fmt: skip
 
 
-def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
-    """The case's batch-mean loss from the oracles, on the masked reductions of its inputs."""
+def oracle_loss(objective: str, hparams: dict, inputs: dict, fixed: dict | None = None) -> float:
+    """The case's batch-mean loss from the oracles, on the masked reductions of its inputs;
+    WPO's weights from ``fixed`` (the case's inputs: they are constants of the loss)."""
     hp = resolve_hparams(objective, hparams)
     mc = [[int(m) for m in row] for row in inputs["chosen_mask"]]
     if objective == "ift":
@@ -46,6 +49,24 @@ def oracle_loss(objective: str, hparams: dict, inputs: dict) -> float:
                                hp["beta"], hp["variant"], hp["label_smoothing"])  # fmt: skip
         a = [oracles.masked_mean(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
         return dpo + hp["rpo_alpha"] * -sum(a) / len(a)
+    if objective == "wpo":  # DPO per pair, times exp(mean_t (logp - log sum p^2)) of each
+        masks = {k: [[int(m) for m in row] for row in inputs[f"{k}_mask"]]
+                 for k in ("chosen", "rejected")}  # fmt: skip
+        total = 0.0
+        for b in range(len(mc)):
+            one = {k: [oracles.masked_sum(inputs[k][b], masks[MASKS_OF[k]][b])] for k in MASKS_OF}
+            dpo = oracles.dpo_loss(one["chosen"], one["rejected"], one["ref_chosen"],
+                                   one["ref_rejected"], hp["beta"], hp["variant"],
+                                   hp["label_smoothing"])  # fmt: skip
+            w = 1.0
+            for kind in ("chosen", "rejected"):
+                m = masks[kind][b]
+                at = fixed or inputs
+                gap = [x - q for x, q, k in zip(at[kind][b], at[f"{kind}_log_sum_sq"][b], m,
+                                                strict=True) if k]  # fmt: skip
+                w *= math.exp(sum(gap) / len(gap))
+            total += w * dpo
+        return total / len(mc)
     if objective == "cpo_nll":  # CPO on summed log-probs + cpo_alpha * the token-mean NLL
         mr = [[int(m) for m in row] for row in inputs["rejected_mask"]]
         s_c = [oracles.masked_sum(row, m) for row, m in zip(inputs["chosen"], mc, strict=True)]
@@ -112,8 +133,8 @@ def test_golden_losses_and_gradients_agree_with_the_oracles(case):
             for t, g in enumerate(row):
                 if not mask[b][t]:
                     assert g == 0.0, (field, b, t)  # prompt and padding get no gradient
-        if field in ("kl", "ref_kl"):  # KTO's reference point is detached: the loss moves
-            assert not any(map(any, grad)), field  # with it, its gradient is zero
+        if field in DETACHED:  # KTO's reference point and WPO's weights are detached: the
+            assert not any(map(any, grad)), field  # loss moves with them, no gradient
             continue
         # central differences of the oracle at two masked positions
         positions = [(b, t) for b, row in enumerate(mask) for t, m in enumerate(row) if m]
@@ -123,7 +144,9 @@ def test_golden_losses_and_gradients_agree_with_the_oracles(case):
             down = json.loads(json.dumps(inputs))
             up[field][b][t] += h
             down[field][b][t] -= h
-            slope = (oracle_loss(name, hp, up) - oracle_loss(name, hp, down)) / (2 * h)
+            slope = (oracle_loss(name, hp, up, inputs) - oracle_loss(name, hp, down, inputs)) / (
+                2 * h
+            )
             assert grad[b][t] == pytest.approx(slope, rel=1e-5, abs=1e-8), (field, b, t)
 
 

@@ -7,6 +7,7 @@ same functions against the independent loop implementations of tests/oracles.py.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
@@ -429,10 +430,9 @@ def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
         assert mean(v, dtype=torch.float64).item() == metrics[k], k
     if unpaired:  # an example alone: tests/test_unpaired.py
         return
+    plain = with_kl(SequenceLogps(lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
     for i in range(5):
-        one = SequenceLogps(
-            *(t[i : i + 1] for t in (lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
-        )
+        one = SequenceLogps(*(getattr(plain, f.name)[i : i + 1] for f in fields(plain)))
         alone, alone_metrics = compute_objective(name, one)
         if not OBJECTIVES[name].batchwise:
             assert alone.item() == pytest.approx(losses[i].item(), rel=1e-12, abs=1e-15)

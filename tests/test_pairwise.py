@@ -223,3 +223,27 @@ def test_f_divergences_replace_the_log_ratios_by_their_scores(name, divergence):
     want = fn(score(c - rc), score(r - rr), zero, zero)[0]
     assert got.item() == pytest.approx(want.item(), rel=1e-13)
     assert got.item() != pytest.approx(fn(c, r, rc, rr)[0].item())
+
+
+def test_wpo_weighs_each_pair_by_both_responses_weights_held_constant():
+    """WPO = w(y_w) w(y_l) DPO per pair, w = exp(mean_t (logp_t - log sum p^2)) by hand, and
+    its gradient is the weighted DPO gradient: the weights are constants."""
+    g = torch.Generator().manual_seed(9)
+    c, r, rc, rr = (-3 * torch.rand(3, 4, generator=g, dtype=torch.float64) for _ in range(4))
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]], dtype=torch.bool)
+    sq_c, sq_r = 2 * c * 0.5, 2 * r * 0.3  # between 2 logp and 0
+    c.requires_grad_(True)
+    loss = pairwise.wpo_loss(c, mask, r, mask, rc, rr, sq_c, sq_r, beta=0.4)[0]
+
+    def weight(x, sq, b):  # exp of the mean over row b's tokens of logp - log sum p^2
+        gaps = [(x[b, t] - sq[b, t]).item() for t in range(4) if mask[b, t]]
+        return math.exp(sum(gaps) / len(gaps))
+
+    w = [weight(c, sq_c, b) * weight(r, sq_r, b) for b in range(3)]
+    S = lambda x: torch.where(mask, x, 0.0).sum(-1)  # noqa: E731
+    dpo = OBJECTIVES["dpo"].loss_fn(S(c), S(r), S(rc), S(rr), beta=0.4, reduction="none")[0]
+    want = (torch.tensor(w, dtype=torch.float64) * dpo).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-13)
+    (got,) = torch.autograd.grad(loss, c)
+    (ref,) = torch.autograd.grad(want, c)
+    assert torch.allclose(got, ref, rtol=1e-12, atol=1e-15)

@@ -23,7 +23,7 @@ from tests.helpers import with_kl
 NAMES = ["alphapo", "aot", "apo", "apo_unpaired", "asft", "bco", "bco_pair", "cpo", "cpo_ipo",
          "cpo_nll",
          "discopop", "dpo", "dpo_norm", "exo", "ift", "ipo", "kto", "ld_dpo", "nca", "orpo",
-         "rpo", "sft", "sft_token_mean", "simpo", "sppo_hard"]  # fmt: skip
+         "rpo", "sft", "sft_token_mean", "simpo", "sppo_hard", "wpo"]  # fmt: skip
 
 
 def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
@@ -58,7 +58,7 @@ def test_registry_has_the_built_in_objectives():
         assert objective.paper
     assert [n for n, o in OBJECTIVES.items() if o.needs_reference] == [
         "dpo", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "apo", "discopop", "dpo_norm",
-        "aot", "ld_dpo", "kto", "bco", "apo_unpaired", "rpo",
+        "aot", "ld_dpo", "kto", "bco", "apo_unpaired", "rpo", "wpo",
     ]  # fmt: skip
     assert [n for n, o in OBJECTIVES.items() if o.unpaired] == ["kto", "bco", "apo_unpaired"]
     assert [n for n, o in OBJECTIVES.items() if o.mismatched] == ["kto"]

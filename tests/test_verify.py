@@ -310,6 +310,7 @@ CLOSED = {
     "apo_unpaired": {"closed/policy_is_reference", "closed/desirable_only"},
     "rpo": {"closed/policy_is_reference"},
     "cpo_nll": {"closed/equal_responses"},
+    "wpo": {"closed/weights"},
 }
 
 

@@ -98,6 +98,10 @@ CASES = {
     ),
     "SFTTrainer(loss_type='nll')": ("trl_sft_tokens", [{}]),
     "DPOTrainer(loss_type='sft')": ("trl_dpo_sft", [{}]),
+    "DPOTrainer(loss_type='sigmoid', use_weighting=True)": (
+        "trl_dpo_wpo_sigmoid", [{"beta": 0.1}, {"beta": 0.5}],
+    ),
+    "DPOTrainer(loss_type='hinge', use_weighting=True)": ("trl_dpo_wpo_hinge", [{"beta": 0.3}]),
     "CPOTrainer(loss_type='sigmoid')": (
         "trl_cpo_sigmoid_nll", [{"beta": 0.1}, {"beta": 0.5, "cpo_alpha": 0.5}],
     ),
@@ -133,6 +137,13 @@ def code():
 
 
 KNOWN_DIFFERENCES = {
+    "DPOTrainer(loss_type='hinge', use_weighting=True)": (
+        "TRL multiplies the loss by the WPO weights in place (dpo_trainer.py:1526, "
+        "`per_sequence_loss *= chosen_weights * rejected_weights`); hinge's loss is a relu "
+        "output, which autograd keeps for its backward pass: every backward raises "
+        "RuntimeError (modified by an inplace operation). Its values agree (batch_order, "
+        "batch_size pass)"
+    ),
     "DPOTrainer(loss_type='sigmoid', label_smoothing=eps)": (
         "TRL 1.16's sigmoid loss ignores label_smoothing (dpo_trainer.py:1387-1388; "
         "DPOConfig: label smoothing is for robust, exo_pair and aot), lakelab's dpo 'sigmoid' "
@@ -182,7 +193,7 @@ DIFFERENT_ONLY_WHEN = {  # a known difference that shows at some settings only
 LOGITS = {"trl_cpo_sigmoid_nll", "trl_cpo_hinge_nll"}  # in the logits form (SequenceLogits)
 # functions in verify's tokens form (a SequenceLogps)
 TOKENS = {"trl_dpo_ld", "trl_sft_tokens", "trl_dpo_sft", "trl_kto_kto",
-          "trl_kto_apo_zero_unpaired"}  # fmt: skip
+          "trl_kto_apo_zero_unpaired", "trl_dpo_wpo_sigmoid", "trl_dpo_wpo_hinge"}  # fmt: skip
 
 
 def cases():
@@ -329,3 +340,20 @@ def test_trl_dpo_loss_list_with_sft_is_a_mixture_of_dpo_and_the_token_mean_nll(c
         unregister_objective("rpo_trl")
     report = verify(code.trl_dpo_sigmoid_sft, like="rpo", inputs="tokens")
     assert not report.ok and "agrees/random" in report.failed, str(report)
+
+
+def test_trl_wpo_hinge_agrees_in_value_and_cannot_backpropagate(code):
+    """TRL's hinge loss with use_weighting: the value is lakelab's wpo (hinge), but the in-place
+    product with the weights (dpo_trainer.py:1526) breaks relu's backward pass."""
+    from lakelab.registry import SequenceLogps, compute_objective
+    from lakelab.verify.batches import token_batches
+
+    batch = token_batches(OBJECTIVES["wpo"])["random"]
+    logps = [None if x is None else x.clone() for x in batch]
+
+    theirs = code.trl_dpo_wpo_hinge(SequenceLogps(*logps), beta=0.3)
+    ours = compute_objective("wpo", SequenceLogps(*logps), {"beta": 0.3, "variant": "hinge"})[0]
+    assert theirs.item() == pytest.approx(ours.item(), rel=1e-12)
+    leaf = logps[0].requires_grad_(True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        code.trl_dpo_wpo_hinge(SequenceLogps(leaf, *logps[1:]), beta=0.3).backward()

@@ -81,8 +81,9 @@ class _FusedLM:
     ``per_token[r]`` (differentiable); entropy, mean logits and top-1 hits, which only feed
     TRL's metrics, are zeros."""
 
-    def __init__(self, per_token: torch.Tensor) -> None:
+    def __init__(self, per_token: torch.Tensor, sum_sq: torch.Tensor | None = None) -> None:
         self.per_token = per_token  # (B,) one value per row, or (B, T) one per response token
+        self.sum_sq = sum_sq  # (B, T): log sum_v p(v)^2 at each response token, for WPO
         self.training = True
 
     def __call__(self, *, labels, fused_lm_head=False, use_cache=None, **inputs):
@@ -95,7 +96,11 @@ class _FusedLM:
             k = (mask.cumsum(-1) - 1).clamp(min=0, max=self.per_token.shape[1] - 1)
             log_probs = torch.where(mask, self.per_token.gather(1, k), 0.0)
         zeros = torch.zeros_like(log_probs).detach()
+        extra = {}
+        if self.sum_sq is not None:  # TRL's fused head: without gradient (utils.py:1525-1526)
+            extra["log_sum_sq_probs"] = torch.where(mask, self.sum_sq.gather(1, k), 0.0).detach()
         return FusedCausalLMOutput(
+            **extra,
             loss=-log_probs.sum() / mask.sum().clamp(min=1),
             log_probs=log_probs,
             entropy=zeros,
@@ -428,7 +433,7 @@ def _packed(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _dpo_tokens(logps, trainer: SimpleNamespace) -> torch.Tensor:
+def _dpo_tokens(logps, trainer: SimpleNamespace, sum_sq: bool = False) -> torch.Tensor:
     """``DPOTrainer._compute_loss`` with ``trainer`` on the batch a ``SequenceLogps``
     describes: TRL's collator makes each response as long as its mask, and fake policy and
     reference models return, at the k-th response token of a row, that row's k-th masked
@@ -456,8 +461,26 @@ def _dpo_tokens(logps, trainer: SimpleNamespace) -> torch.Tensor:
     trainer.ref_model = _FusedLM(both(logps.ref_chosen, logps.ref_rejected))
     trainer.model = SimpleNamespace(training=True, is_gradient_checkpointing=False)
     trainer.args.gradient_checkpointing_kwargs = None
-    policy = _FusedLM(both(logps.chosen, logps.rejected))
+    squares = both(logps.chosen_log_sum_sq, logps.rejected_log_sum_sq) if sum_sq else None
+    policy = _FusedLM(both(logps.chosen, logps.rejected), squares)
     return DPOTrainer._compute_loss(trainer, policy, batch, return_outputs=False)
+
+
+def trl_dpo_wpo_sigmoid(logps, beta=0.1):
+    """``DPOTrainer(loss_type='sigmoid', use_weighting=True)``, in verify's tokens form: the
+    WPO weights at dpo_trainer.py:1518-1526 (eq. 2 of the WPO paper, from the fused head's
+    ``log_sum_sq_probs``, which the fake model returns from ``logps.chosen_log_sum_sq`` and
+    ``rejected_log_sum_sq``) times the sigmoid loss."""
+    trainer = _dpo_self("sigmoid", beta, 0.0)
+    trainer.use_weighting = True
+    return _dpo_tokens(logps, trainer, sum_sq=True)
+
+
+def trl_dpo_wpo_hinge(logps, beta=0.1):
+    """``DPOTrainer(loss_type='hinge', use_weighting=True)``: as ``trl_dpo_wpo_sigmoid``."""
+    trainer = _dpo_self("hinge", beta, 0.0)
+    trainer.use_weighting = True
+    return _dpo_tokens(logps, trainer, sum_sq=True)
 
 
 def trl_dpo_sigmoid_sft(logps, beta=0.1, rpo_alpha=1.0):

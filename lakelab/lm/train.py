@@ -96,9 +96,18 @@ def objective_logps(
         return SequenceLogps(logp_c, chosen.mask)
     if not get_objective(method).needs_pairs or rejected is None:
         return SequenceLogps(token_logps(model, chosen), chosen.mask)
-    both = token_logps(model, _concat(chosen, rejected))  # (2B, T) one pass for the pair
-    logp_c, logp_r = both.split(len(chosen))  # (B, T) each
-    return SequenceLogps(logp_c, chosen.mask, logp_r, rejected.mask, ref_chosen, ref_rejected)
+    pair = _concat(chosen, rejected)
+    if not get_objective(method).needs_sum_sq:
+        both = token_logps(model, pair)  # (2B, T) one pass for the pair
+        logp_c, logp_r = both.split(len(chosen))  # (B, T) each
+        return SequenceLogps(logp_c, chosen.mask, logp_r, rejected.mask, ref_chosen, ref_rejected)
+    # WPO: also log sum_v p(v)^2 of each position's next-token distribution, from one pass
+    logits = model(pair.inputs).log_softmax(-1)  # (2B, T, V)
+    both = logits.gather(-1, pair.targets[..., None]).squeeze(-1)
+    sq = torch.logsumexp(2 * logits.detach(), -1)  # (2B, T)
+    (logp_c, logp_r), (sq_c, sq_r) = both.split(len(chosen)), sq.split(len(chosen))
+    return SequenceLogps(logp_c, chosen.mask, logp_r, rejected.mask, ref_chosen, ref_rejected,
+                         chosen_log_sum_sq=sq_c, rejected_log_sum_sq=sq_r)  # fmt: skip
 
 
 @torch.no_grad()

@@ -57,10 +57,15 @@ def policy_logps(
             ref_c, ref_r = lookup(ref_table, at_c, chosen), lookup(ref_table, at_r, rejected)
     mask_c = chosen.mask.flatten(0, 1)
     mask_r = None if rejected is None else rejected.mask.flatten(0, 1)
-    kl = ()
+    extra = {}
     if get_objective(method).mismatched:
         kl = mismatched_pairs(N, (logp_c.detach(), mask_c, ref_c), (logp_r.detach(), mask_r, ref_r))
-    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r, *kl), used
+        extra = dict(zip(("kl", "kl_mask", "ref_kl"), kl, strict=True))
+    if get_objective(method).needs_sum_sq:  # WPO: log sum_a pi(a | s_t)^2 of each token's state
+        sq = torch.logsumexp(2 * table.detach(), -1).reshape(-1)  # (N * S,): entry (n, s)
+        extra["chosen_log_sum_sq"] = sq.index_select(0, at_c // A).view_as(logp_c)
+        extra["rejected_log_sum_sq"] = sq.index_select(0, at_r // A).view_as(logp_r)
+    return SequenceLogps(logp_c, mask_c, logp_r, mask_r, ref_c, ref_r, **extra), used
 
 
 def mismatched_pairs(N: int, *kinds: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -171,6 +171,11 @@ def sequence_logps(
             with torch.no_grad():
                 logps.update(ref_chosen=model.token_log_probs(theta0, x_c, c.actions, act)[0])
                 logps.update(ref_rejected=model.token_log_probs(theta0, x_r, r.actions, act)[0])
+    if get_objective(method).needs_sum_sq:  # WPO: log sum_a pi(a | s)^2 at each token's state
+        with torch.no_grad():
+            table = model.state_log_probs(theta, act)[0]  # (S, A)
+        sq = torch.logsumexp(2 * table, -1)  # (S,)
+        logps.update(chosen_log_sum_sq=sq[c.states[0]], rejected_log_sum_sq=sq[r.states[0]])
     if get_objective(method).mismatched:
         # KTO's mismatched pairs: prompt i with response i - 1. Every example's prompt is the
         # start state, so they are the batch's own trajectories, desirable then undesirable.

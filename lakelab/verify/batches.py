@@ -96,6 +96,13 @@ def token_batches(objective: Objective) -> dict[str, list[torch.Tensor | None]]:
             m = masks(B, T)
             out += [torch.where(m, on_mask((B, T)), uniform((B, T), -20.0, 5.0)), m]
             out.append(torch.where(m, on_mask((B, T)), 0.0))
+        if objective.needs_sum_sq:  # log sum_v p(v)^2, between 2 logp and 0 on the masks
+            out += [None] * (9 - len(out))
+            for x, m in ((out[0], out[1]), (out[2], out[3])):
+                share = uniform((B, T), 0.0, 1.0)
+                out.append(
+                    torch.where(m, share * 2 * x.clamp(min=-30.0), uniform((B, T), -9.0, 3.0))
+                )
         return out
 
     batches = {"random": batch(6, 12, lambda shape: uniform(shape, -3.0, -0.01))}

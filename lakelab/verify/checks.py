@@ -98,7 +98,8 @@ def alternatives(like: str, inputs: list, knobs: dict, form) -> dict[str, float]
             swapped = [inputs[1], inputs[0], *inputs[2:4][::-1], *inputs[4:]]
         else:  # chosen, its mask or labels, rejected, its mask or labels, the reference's two
             swapped = [inputs[2], inputs[3], inputs[0], inputs[1], inputs[5], inputs[4]]
-            swapped += inputs[6:]  # a mismatched objective's pairs stay
+            swapped += inputs[6:9]  # a mismatched objective's pairs stay
+            swapped += inputs[9:11][::-1]  # WPO's sums of squared probabilities swap too
         with torch.no_grad():
             out["chosen and rejected are swapped"] = form.reference(like)(*swapped, **knobs).item()
     if {"desirable_weight", "undesirable_weight"} <= set(knobs):  # unpaired: w_D for w_U

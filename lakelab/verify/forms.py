@@ -49,7 +49,8 @@ class SequenceLogits:
     ref_kl: torch.Tensor | None = None
 
     def to_logps(self) -> SequenceLogps:
-        """The per-token log-probs of the labels and their masks (``label_logps``)."""
+        """The per-token log-probs of the labels and their masks (``label_logps``), and each
+        position's log sum_v p(v)^2 where there are pairs."""
         return SequenceLogps(*_as_tokens(
             [self.chosen, self.chosen_labels, self.rejected, self.rejected_labels,
              self.ref_chosen, self.ref_rejected, self.kl, self.kl_labels, self.ref_kl]
@@ -129,7 +130,11 @@ class Tokens:
             logps.ref_chosen,
             logps.ref_rejected,
         ]
-        return [*out, logps.kl, logps.kl_mask, logps.ref_kl] if objective.mismatched else out
+        if objective.mismatched:
+            out += [logps.kl, logps.kl_mask, logps.ref_kl]
+        if objective.needs_sum_sq:
+            out += [None] * (9 - len(out)) + [logps.chosen_log_sum_sq, logps.rejected_log_sum_sq]
+        return out
 
     @staticmethod
     def to_tokens(inputs: list) -> SequenceLogps:
@@ -138,7 +143,7 @@ class Tokens:
     @staticmethod
     def off_mask(inputs: list) -> list:
         """1e3 at every position no mask selects (prompt, padding), of every float input."""
-        masks = {0: 1, 2: 3, 4: 1, 5: 3, 6: 7, 8: 7}  # input -> its mask
+        masks = {0: 1, 2: 3, 4: 1, 5: 3, 6: 7, 8: 7, 9: 1, 10: 3}  # input -> its mask
         return [
             torch.where(inputs[masks[k]], x, torch.full_like(x, 1e3))
             if k in masks and x is not None
@@ -226,7 +231,16 @@ def _as_tokens(inputs: list | tuple) -> list:
     if len(inputs) > 6 and inputs[6] is not None:  # a mismatched objective's pairs
         kl, kl_mask = label_logps(inputs[6], inputs[7])
         out += [kl, kl_mask, label_logps(inputs[8], inputs[7])[0]]
+    else:
+        out += [None, None, None]
+    if inputs[2] is not None:  # log sum_v p(v)^2 at each scored position (WPO's weights)
+        out += [_log_sum_sq(inputs[0]), _log_sum_sq(inputs[2])]
     return out
+
+
+def _log_sum_sq(logits: torch.Tensor) -> torch.Tensor:
+    """log sum_v p(v)^2 of the distribution at each position that scores a label (B, T - 1)."""
+    return torch.logsumexp(2 * logits[:, :-1].log_softmax(-1), -1)
 
 
 FORMS = {form.name: form for form in (Sequences, Tokens, Logits)}

@@ -14,6 +14,7 @@ Closed forms (``closed/...``), each on a small per-token batch with a prompt and
     simpo, alphapo with A(y_w) = A(y_l) it is log(1 + exp(gamma)); cpo_ipo (1 / (2 beta))^2
     cpo   with y_w = y_l it is log 2 (hinge: 1); cpo_nll that + cpo_alpha * 9.5 / 6
     rpo   at pi = pi_ref DPO's value + rpo_alpha * 58 / 45, the chosen responses' mean NLL
+    wpo   at pi = pi_ref with every token at p = 1/2 (the rest even over 6): (25/9) DPO's
     kto, apo_unpaired, bco (unpaired, 3 desirable and 1 undesirable example) at pi = pi_ref
           (3 w_D + w_U) / 8 (bco (3 softplus(delta) + softplus(-delta)) / 4), desirable only
           w_D / 2; kto with z0 = 2 from the mismatched pairs, and with z0 clamped at 0
@@ -229,6 +230,26 @@ def closed_forms(objective: Objective, knobs: dict) -> list[ClosedForm]:
                 "the NLL term is not rpo_alpha times the mean over sequences of each chosen "
                 "response's mean token NLL (a token-level mean, or summed log-probs), or "
                 "DPO's term is off",
+            )
+        )
+    if name == "wpo":  # every token at p = 1/2, the other 5 of VOCAB at 1/10 each
+        half = math.log(0.5)
+        x, m = tokens([[half] * 3, [half], [half] * 2])
+        y, n = tokens([[half] * 2, [half] * 4, [half]])
+        sq = torch.full_like(x, math.log(0.3))  # sum_v p(v)^2 = 1/4 + 5/100
+        at_ref = SequenceLogps(x, m, y, n, _masked(x, m), _masked(y, n),
+                               chosen_log_sum_sq=sq, rejected_log_sum_sq=sq.clone())  # fmt: skip
+        value, says = AT_THE_REFERENCE["dpo"](knobs)
+        out.append(
+            ClosedForm(
+                "closed/weights",
+                f"at pi = pi_ref, every token at probability 1/2 and the rest spread evenly, "
+                f"each weight is exp(log(0.5 / 0.3)) = 5/3: the loss is (25/9) {says}",
+                at_ref,
+                25 / 9 * value,
+                "the weights are not exp(mean_t (logp_t - log sum_v p(v)^2)) of both "
+                "responses, multiplied (a sum instead of a mean over the tokens, one "
+                "response's weight only, or log sum p^2 left out)",
             )
         )
     if out:
