@@ -364,6 +364,26 @@ def test_on_the_lake_in_the_per_token_forms(tmp_path):
             assert final.loc["yours", key] == pytest.approx(final.loc["dpo", key], rel=1e-4)
 
 
+@pytest.mark.slow  # three lake runs
+def test_on_the_lake_unpaired_weighted_and_mixed_objectives_reproduce_themselves(tmp_path):
+    """--lake with KTO as TRL writes it (one loss per example), WPO and a mixture, per token:
+    the function under test gives the reference's numbers."""
+    from tests.mutants import kto, kto_point
+
+    def per_example(d, u, rd, ru, kl, ref_kl, beta=0.1, desirable_weight=1.0,
+                    undesirable_weight=1.0):  # fmt: skip
+        return kto(d, u, rd, ru, kto_point(kl, ref_kl), beta, desirable_weight,
+                   undesirable_weight)  # fmt: skip
+
+    runs = (("kto", "sequences", per_example), ("wpo", "tokens", _per_token("wpo")),
+            ("rpo", "logits", _per_logit("rpo")))  # fmt: skip
+    for like, inputs, fn in runs:
+        paths, _ = on_the_lake(fn, like, inputs=inputs, config=LAKE, out=tmp_path / like)
+        final = pd.read_csv(paths["summary"]).set_index("method")
+        for key in ("kl_visitation_mean", "logp_optimal_mean"):
+            assert final.loc["yours", key] == pytest.approx(final.loc[like, key], rel=1e-4), like
+
+
 @pytest.mark.slow  # a lake run
 def test_the_command_runs_it_on_the_lake(tmp_path, monkeypatch, capsys):
     (tmp_path / "mine.py").write_text(

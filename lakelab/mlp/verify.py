@@ -34,7 +34,7 @@ from lakelab.registry import (
     resolve_hparams,
     unregister_objective,
 )
-from lakelab.verify.calls import Broken, accepted, batch_loss, keywords_only
+from lakelab.verify.calls import Broken, accepted, batch_loss, examples_mean, keywords_only
 from lakelab.verify.forms import FORMS
 
 YOURS = "yours"
@@ -55,19 +55,27 @@ def as_objective(fn: Callable, like: str, inputs: str, batch_size: int) -> Objec
     knobs = {p.name: p.default for p in reference.hyperparams if not p.model_side}
     taken = accepted(fn, knobs)
     mine = keywords_only(fn, set(knobs) if taken is None else taken, form.unpack)
+    if reference.unpaired:  # per-example losses: desirable, then undesirable
+        mine = examples_mean(mine, form.rejected_at)
     per_token = inputs != "sequences"
 
     def loss_fn(*args: torch.Tensor, reduction: str = "mean", **hp: Any):
+        if reference.unpaired:  # the loops call it on one seed's examples at a time
+            examples = len(args[0]) + len(args[2 if per_token else 1])
+            spans = [(list(args), examples)]
+        else:
+            starts = range(0, len(args[0]), batch_size)  # rows n * B .. (n + 1) * B: seed n's
+            spans = [([x[i : i + batch_size] for x in args], len(args[0][i : i + batch_size]))
+                     for i in starts]  # fmt: skip
         losses = []
-        for start in range(0, len(args[0]), batch_size):
-            rows = [x[start : start + batch_size] for x in args]
+        for rows, n in spans:
             if per_token:
-                rows = form.from_tokens(reference, SequenceLogps(*_token_order(reference, rows)))
+                rows = form.from_tokens(reference, _token_batch(reference, rows))
             try:
                 loss = batch_loss(mine, rows, hp)
             except Broken as err:
                 raise ValueError(f"{YOURS} (your {like}): the function {err}") from None
-            losses.append(loss.expand(min(batch_size, len(args[0]) - start)))
+            losses.append(loss.expand(n))
         per_row = torch.cat(losses)
         return (per_row.mean() if reduction == "mean" else per_row), {}
 
@@ -80,15 +88,15 @@ def as_objective(fn: Callable, like: str, inputs: str, batch_size: int) -> Objec
     )
 
 
-def _token_order(objective: Objective, args: list) -> list:
-    """The registry's per-token inputs (chosen, its mask[, rejected, its mask][, the
-    reference's two]) as the six fields of a SequenceLogps."""
-    out = list(args[:2])
-    rest = list(args[2:])
-    out += rest[:2] if objective.needs_pairs else [None, None]
-    rest = rest[2:] if objective.needs_pairs else rest
-    out += rest[:2] if objective.needs_reference else [None, None]
-    return out
+def _token_batch(objective: Objective, args: list) -> SequenceLogps:
+    """The registry's per-token inputs of ``objective`` (``lakelab.sequences.inputs_of``) as
+    the SequenceLogps they came from."""
+    names = ["chosen", "chosen_mask"]
+    names += ["rejected", "rejected_mask"] if objective.needs_pairs else []
+    names += ["ref_chosen", "ref_rejected"] if objective.needs_reference else []
+    names += ["kl", "kl_mask", "ref_kl"] if objective.mismatched else []
+    names += ["chosen_log_sum_sq", "rejected_log_sum_sq"] if objective.needs_sum_sq else []
+    return SequenceLogps(**dict(zip(names, args, strict=True)))
 
 
 def on_the_lake(
