@@ -13,7 +13,7 @@ from torch.autograd import gradcheck
 
 from lakelab import unpaired as U
 from lakelab.lm.config import PRESETS as LM_PRESETS
-from lakelab.lm.data import encode_plans, mismatched
+from lakelab.lm.data import mismatched
 from lakelab.mlp.logps import mismatched_pairs
 from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
 
@@ -184,11 +184,12 @@ def test_on_the_lake_the_mismatched_pairs_are_each_seeds_own_examples():
 
 
 def test_on_the_lm_track_a_mismatched_pair_is_a_lakes_prompt_with_another_lakes_plan():
-    from lakelab.lm.data import tasks
+    from lakelab.lakes import random_lake
+    from lakelab.lm.data import plan_ids, to_tokens
 
-    cfg = LM_PRESETS["quick"]
-    train, _ = tasks(cfg)
-    chosen = encode_plans(list(train[:4]), [[1, 1], [2], [1, 2, 1], [0]], cfg.seq_len)
+    lakes = [random_lake(4, seed=s) for s in range(4)]
+    plans = [plan_ids(p) for p in ([1, 1], [2], [1, 2, 1], [0])]
+    chosen = to_tokens(lakes, plans, LM_PRESETS["quick"].seq_len)
     pairs = mismatched(chosen)
     P = chosen.prompt_len
     for i in range(4):
