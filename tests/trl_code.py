@@ -32,6 +32,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference, DPOTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling, SFTTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
+from tests.trl_stand_ins import Accelerator
+
 with warnings.catch_warnings():  # "You are importing from 'trl.experimental'..."
     warnings.filterwarnings("ignore", message=".*trl.experimental.*")
     from trl.experimental.cpo import CPOTrainer
@@ -57,20 +59,6 @@ PROMPT_LENGTH = 2  # prompt tokens per row; TRL masks them out of every log-prob
 def response_lengths(batch: int, offset: int) -> list[int]:
     """Unequal response lengths (1 to 3 tokens) by row, as a real batch has them."""
     return [1 + (row + offset) % 3 for row in range(batch)]
-
-
-class _Accelerator:
-    """The one process of a CPU run: gathers are the identity."""
-
-    device = torch.device("cpu")
-    parallelism_config = None
-    num_processes = 1
-
-    @staticmethod
-    def gather(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    gather_for_metrics = gather
 
 
 class _FusedLM:
@@ -127,7 +115,7 @@ def _dpo_self(
     summed log-probs then come in the batch: dpo_trainer.py:1319-1320)."""
     return SimpleNamespace(
         model=SimpleNamespace(training=True),
-        accelerator=_Accelerator(),
+        accelerator=Accelerator(),
         aux_loss_enabled=False,
         ld_alpha=None,
         precompute_ref_logps=True,
@@ -523,7 +511,7 @@ def trl_orpo(chosen, rejected, lam=0.1):
     mean over the batch (lines 798-800); the sequences form has only A(y_w), so the fake
     forward returns ``-chosen.mean()`` (what TRL's would be with the prompt excluded and equal
     response lengths). The NLL convention is not what this checks; the odds-ratio term is."""
-    trainer = SimpleNamespace(beta=lam, accelerator=_Accelerator(), aux_loss_enabled=False)
+    trainer = SimpleNamespace(beta=lam, accelerator=Accelerator(), aux_loss_enabled=False)
     trainer.odds_ratio_loss = MethodType(ORPOTrainer.odds_ratio_loss, trainer)
     logits = torch.zeros(chosen.shape[0], 1, 1, dtype=chosen.dtype)
 
@@ -552,7 +540,7 @@ def _cpo(loss_type, chosen, rejected, *, beta, gamma=0.5, label_smoothing=0.0, a
         label_smoothing=label_smoothing,
         alpha=alpha,
         cpo_alpha=0.0,
-        accelerator=_Accelerator(),
+        accelerator=Accelerator(),
         aux_loss_enabled=False,
     )
     trainer.cpo_loss = MethodType(CPOTrainer.cpo_loss, trainer)
@@ -616,7 +604,7 @@ def _sft(chosen: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     batch = DataCollatorForLanguageModeling(pad_token_id=0)(examples)
     trainer = SimpleNamespace(
         model=SimpleNamespace(training=True),
-        accelerator=_Accelerator(),
+        accelerator=Accelerator(),
         aux_loss_enabled=False,
         compute_loss_func=None,
         label_smoother=None,

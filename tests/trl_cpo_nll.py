@@ -60,21 +60,11 @@ from types import MethodType, SimpleNamespace
 import torch
 
 from lakelab.verify.forms import IGNORE_INDEX, SequenceLogits
+from tests.trl_stand_ins import Accelerator
 
 __all__ = ["PAD_TOKEN_ID", "trl_cpo_full"]
 
 PAD_TOKEN_ID = 0  # the stand-in tokenizer's pad token (CPOTrainer.__init__, line 343)
-
-
-class _Accelerator:
-    """The one process of a CPU run: gathers are the identity."""
-
-    device = torch.device("cpu")
-    num_processes = 1
-
-    @staticmethod
-    def gather_for_metrics(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
 
 
 class _LogitsLM:
@@ -159,7 +149,7 @@ def trl_cpo_full(
         )
 
     trainer = SimpleNamespace(
-        accelerator=_Accelerator(),
+        accelerator=Accelerator(),
         is_encoder_decoder=False,
         pad_token_id=PAD_TOKEN_ID,
         beta=args.beta,

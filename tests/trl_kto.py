@@ -43,13 +43,13 @@ the trainer takes some 6-12 s on the 2-core machine).
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from types import MethodType, SimpleNamespace
 
 import torch
 
 from lakelab.registry import SequenceLogps
+from tests.trl_stand_ins import Accelerator
 
 __all__ = ["trl_kto", "trl_kto_with_metrics"]
 
@@ -58,21 +58,6 @@ PROMPT_LENGTH = 2
 PAD_ID = 0
 FIRST_RESPONSE_ID = 2  # response token ids start here, one id per token of the whole batch
 LOSS_TYPES = ("kto", "apo_zero_unpaired")  # KTOConfig.loss_type's choices
-
-
-class _Accelerator:
-    """The one process of a CPU run: gathers are the identity, autocast does nothing."""
-
-    device = torch.device("cpu")
-    num_processes = 1
-
-    @staticmethod
-    def gather_for_metrics(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    @staticmethod
-    def autocast():
-        return contextlib.nullcontext()
 
 
 class _TokenLM:
@@ -173,7 +158,7 @@ def trl_kto_with_metrics(
     trainer = SimpleNamespace(
         model=SimpleNamespace(training=True, is_gradient_checkpointing=False),
         ref_model=_TokenLM(_table(reference)),
-        accelerator=_Accelerator(),
+        accelerator=Accelerator(),
         args=SimpleNamespace(gradient_checkpointing_kwargs=None),
         aux_loss_enabled=False,
         beta=beta,
