@@ -219,6 +219,7 @@ def grpo_loss(
     beta: float = 0.0,
     aggregation: str = "dapo",
     max_completion_length: int | None = None,
+    use_bias_correction_kl: bool = False,
 ) -> tuple[torch.Tensor, dict]:
     """GRPO (Shao et al. 2024, eq. 3), with the aggregations in use: the clipped surrogate on
     each token's ratio, plus beta times the k3 estimate of KL(pi || pi_ref).
@@ -231,7 +232,9 @@ def grpo_loss(
         "dr_grpo": sum_{i,t} m l_t / (B max_completion_length)   (Dr. GRPO, a constant)
 
     ``epsilon_high`` (DAPO's clip-higher) defaults to ``epsilon_low``. beta = 0 (TRL's
-    default) needs no reference. Metrics: ``kl`` (the mean k3), ``clip_ratio/*``.
+    default) needs no reference. ``use_bias_correction_kl`` multiplies each k3 by rho_t, the
+    importance weight of a token sampled from the old policy (TRL's default; the paper's k3 is
+    not weighted). Metrics: ``kl`` (the mean KL term), ``clip_ratio/*``.
     """
     m = check_token_inputs(logps, mask)
     a = _advantages(advantages, len(logps))[:, None]
@@ -246,6 +249,8 @@ def grpo_loss(
             raise ValueError(f"beta = {beta} needs ref_logps (the reference's per-token log-probs)")
         q = ref_logps.detach() - logps
         kl = torch.exp(q) - q - 1  # k3, >= 0
+        if use_bias_correction_kl:  # the tokens came from the old policy: weigh by rho
+            kl = kl * ratio
         per_token = per_token + beta * kl
         metrics["kl"] = (torch.where(m, kl, 0.0).sum() / m.sum()).item()
     tokens = m.sum()

@@ -120,3 +120,20 @@ def test_the_plain_loop_names_method_seed_and_step_when_it_diverges(monkeypatch)
     monkeypatch.setattr(plain, "compute_objective", counting)
     with pytest.raises(Diverged, match=r"dpo diverged at step 2 \(seed 0\)"):
         plain.train(setup, "dpo", 0)
+
+
+def test_optimality_is_the_return_over_the_optimal_value():
+    """optimality = V^pi(start) / V*(start), V* by value iteration at the run's gamma: in
+    (0, 1] for every logged row, and 1 for the greedy optimal policy's own return."""
+    from lakelab.solver import policy_evaluation, value_iteration
+
+    config = PROTOCOLS["offline-single"].replace(seeds=2)
+    setup = build_setup(config)
+    best = value_iteration(setup.lake, gamma=config.gamma)
+    assert setup.v_star == pytest.approx(best.V[setup.lake.start], rel=1e-12)
+    greedy = policy_evaluation(setup.lake, best.policy, gamma=config.gamma)[0]
+    assert greedy[setup.lake.start] / setup.v_star == pytest.approx(1.0, rel=1e-9)
+    rows = train_methods(setup, ["sft"])["sft"].rows
+    for row in (r for seed in rows for r in seed):
+        assert row["optimality"] == pytest.approx(row["return"] / setup.v_star, rel=1e-12)
+        assert 0 < row["optimality"] <= 1 + 1e-12

@@ -28,7 +28,7 @@ from lakelab.mlp import model
 from lakelab.mlp.config import LakeConfig
 from lakelab.mlp.data import Episodes, Trajectory, optimal_and_suboptimal_routes
 from lakelab.mlp.sampling import sample
-from lakelab.solver import Solution, soft_value_iteration
+from lakelab.solver import Solution, soft_value_iteration, value_iteration
 from lakelab.training import torch_threads
 
 # Streams of the per-seed random generators: np.random.default_rng([seed, STREAM]).
@@ -56,6 +56,7 @@ class Setup:
     optimal_route: Trajectory
     suboptimal_route: Trajectory | None
     chosen_hashes: list[np.ndarray]  # per seed: its chosen trajectories' hashes, unique
+    v_star: float  # V*(start) at config.gamma (value iteration): the optimality's denominator
 
 
 def build_setup(config: LakeConfig, seeds: list[int] | None = None) -> Setup:
@@ -113,9 +114,11 @@ def _build_setup(config: LakeConfig, seeds: list[int] | None) -> Setup:
             rng = np.random.default_rng([seed, OFFLINE])
             offline.append(_excluding(lake, p0[n], pool, config.batch_size, rng, config.max_len))
     hashes = [np.unique(pool.hashes()) for pool in chosen]
+    v_star = float(value_iteration(lake, gamma=config.gamma).V[lake.start])
     return Setup(
-        config, lake, optimum, seeds, theta0, theta_star, kl, chosen, offline, best, second, hashes
-    )
+        config, lake, optimum, seeds, theta0, theta_star, kl, chosen, offline, best, second,
+        hashes, v_star,
+    )  # fmt: skip
 
 
 def _successful(lake, policy, n, seed, max_len) -> Episodes:

@@ -2,8 +2,9 @@
 
 Per row of stacked parameters (a method's seed): parameter MSE to theta* (the paper's metric),
 KL to pi* uniform over live states and weighted by the policy's own visitation, success
-probability, discounted return, log-likelihood of the optimal and sub-optimal routes, and the
-explored grid's summary against the agent's own visitation.
+probability, discounted return V^pi(start) and its share of the optimum's, V^pi(start) /
+V*(start) (``optimality``, 1 = optimal), log-likelihood of the optimal and sub-optimal
+routes, and the explored grid's summary against the agent's own visitation.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def exact_metrics(
         "kl_visitation": (w * kl_live).sum(1),
         "success": success,
         "return": returns,
+        "optimality": returns / setup.v_star,  # V^pi(start) / V*(start): 1 is optimal
         "logp_optimal": route_logp(logp, setup.optimal_route),
         "logp_suboptimal": (
             np.full(len(mse), np.nan) if suboptimal is None else route_logp(logp, suboptimal)

@@ -38,6 +38,7 @@ SUMMARY_METRICS = (
     "kl_visitation",
     "success",
     "return",
+    "optimality",
     "logp_optimal",
     "logp_suboptimal",
     "explored_cells",
