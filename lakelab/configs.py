@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from lakelab.registry import get_objective, resolve_hparams
+from lakelab.rl_methods import RL_METHODS, is_rl_method, resolve_rl_hparams
 from lakelab.validate import check_nonneg_int, check_positive_int
 
 __all__ = ["TrackConfig", "choose_preset"]
@@ -47,7 +48,11 @@ class TrackConfig:
             raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
         for m in self.methods:
-            get_objective(m)
+            if not is_rl_method(m):
+                try:
+                    get_objective(m)
+                except ValueError as err:
+                    raise ValueError(f"{err}; or an RL method: {sorted(RL_METHODS)}") from None
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods has duplicates: {list(self.methods)}")
         if not isinstance(self.hparams, dict):
@@ -59,7 +64,7 @@ class TrackConfig:
                 )
             if not isinstance(overrides, dict):
                 raise ValueError(f"hparams[{m!r}] must be a dict of values, got {overrides!r}")
-            resolve_hparams(m, overrides)
+            (resolve_rl_hparams if is_rl_method(m) else resolve_hparams)(m, overrides)
 
     @property
     def seed_list(self) -> list[int]:
@@ -68,6 +73,8 @@ class TrackConfig:
 
     def method_hparams(self, method: str) -> dict[str, Any]:
         """Every hyper-parameter of ``method``: the registry's defaults, then ``hparams``."""
+        if is_rl_method(method):
+            return resolve_rl_hparams(method, self.hparams.get(method))
         return resolve_hparams(method, self.hparams.get(method))
 
     def replace(self, **changes: Any) -> Self:

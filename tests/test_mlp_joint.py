@@ -235,7 +235,7 @@ def test_two_paths_routes():
         ({"lr": 0.0}, r"lr must be in \(0, inf\)"),
         ({"chosen": "all"}, r"chosen must be one of \['demos', 'single'\]"),
         ({"negatives": "both"}, "negatives must be one of"),
-        ({"methods": ("sft", "ppo")}, "ppo"),
+        ({"methods": ("sft", "a2c")}, "a2c"),
         ({"methods": ()}, "methods must be a non-empty list"),
         ({"hparams": {"dpo": {"beta": -1.0}}}, "beta"),
         ({"hparams": {"kto": {}}}, "not among methods"),

@@ -17,6 +17,7 @@ from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
 from lakelab.registry import get_objective
+from lakelab.rl_methods import is_rl_method
 from lakelab.validate import check_choice, check_real
 
 NEGATIVE_MODES = ("offline", "online")
@@ -117,6 +118,12 @@ class LMConfig(TrackConfig):
             )
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
         self.check_methods()
+        rl = [m for m in self.methods if is_rl_method(m)]
+        if rl:
+            raise ValueError(
+                f"{rl}: the LM track trains preference objectives only so far; RL methods "
+                "run on the lake (lakelab lake --methods ...)"
+            )
         mismatched = [m for m in self.methods if get_objective(m).mismatched]
         if mismatched and self.batch_size < 2:
             raise ValueError(

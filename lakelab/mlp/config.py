@@ -14,6 +14,7 @@ from typing import Any
 from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lakes import make_lake
 from lakelab.registry import BUILTINS
+from lakelab.rl_methods import RL_METHODS
 from lakelab.validate import check_choice, check_real
 
 CHOSEN_MODES = ("demos", "single")
@@ -109,6 +110,7 @@ PRESETS: dict[str, LakeConfig] = {
         seeds=3, steps=60, optimum_steps=400, n_demos=64, batch_size=32, log_every=20
     ),
     "all": LakeConfig(methods=BUILTINS),  # the paper's protocol, every built-in objective
+    "rl": LakeConfig(methods=tuple(RL_METHODS)),  # on-policy RL, the paper's lake and budget
 }
 
 

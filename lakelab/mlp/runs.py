@@ -27,8 +27,10 @@ from lakelab.files import atomic_save_figure, atomic_write_json, atomic_write_te
 from lakelab.mlp.config import LakeConfig
 from lakelab.mlp.experiment import MethodResult, Setup, build_setup
 from lakelab.mlp.joint import train_methods
+from lakelab.mlp.online import train_online
 from lakelab.mlp.report import experiment_figure
 from lakelab.registry import get_objective
+from lakelab.rl_methods import is_rl_method
 from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
 from lakelab.stats import ci95
 
@@ -121,7 +123,13 @@ def _train_share(
 ) -> list[str]:
     """Train the methods of ``part`` (method -> seed indices) together and write their
     cells; returns the methods."""
-    results = train_methods(setup, part, progress=progress)
+    preference = {m: seeds for m, seeds in part.items() if not is_rl_method(m)}
+    results = train_methods(setup, preference, progress=progress) if preference else {}
+    for method, seeds in part.items():  # RL methods sample their own episodes, seed by seed
+        if is_rl_method(method):
+            results[method] = train_online(setup, method, seeds)
+            if progress is not None:
+                progress(setup.config.steps)
     for method, result in results.items():
         for n, i in enumerate(part[method]):
             _write_cell(out, setup.config, method, setup.seeds[i], result, n)
@@ -130,7 +138,8 @@ def _train_share(
 
 # relative cost of a method in a joint run, for `shares` (how it was measured:
 # docs/benchmarks.md)
-_COST = {"plain": 1.0, "mixed pass": 3.5, "offline pairs": 2.0, "online pairs": 3.0}
+_COST = {"plain": 1.0, "mixed pass": 3.5, "offline pairs": 2.0, "online pairs": 3.0,
+         "online rl": 8.0}  # fmt: skip
 
 
 def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[str]]:
@@ -150,6 +159,8 @@ def shares(config: LakeConfig, methods: list[str], workers: int) -> list[list[st
 
 
 def _kind(config: LakeConfig, method: str) -> str:
+    if is_rl_method(method):
+        return "online rl"
     objective = get_objective(method)
     if objective.mixed_pass:
         return "mixed pass"
