@@ -172,6 +172,7 @@ def test_every_objective_trains_and_logs(tiny, negatives):
     assert all(torch.equal(p, q) for p, q in zip(base.parameters(), before, strict=True))
 
 
+@pytest.mark.slow  # every objective beyond the seven, one after another
 def test_the_trl_family_trains_on_the_transformer(tiny):
     """Every built-in objective beyond the default seven runs on the LM track as well: the
     loop knows none of them by name (lakelab.registry)."""

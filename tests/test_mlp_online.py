@@ -32,6 +32,7 @@ def test_every_rl_method_raises_the_success_probability_from_its_own_episodes():
         assert {"batch/reward", "batch/reward_std", "batch/frac_reward_zero_std"} <= set(final)
 
 
+@pytest.mark.slow  # two short runs
 def test_a_seed_repeats_itself_and_the_plain_batch_metrics_are_the_rewards():
     """Same seed, same episodes, same numbers (on one machine); reward_std is 0 exactly when
     every group's rewards are equal (frac_reward_zero_std 1)."""
@@ -45,6 +46,7 @@ def test_a_seed_repeats_itself_and_the_plain_batch_metrics_are_the_rewards():
             assert row["batch/frac_reward_zero_std"] == 1.0
 
 
+@pytest.mark.slow  # two short runs
 def test_the_lake_command_runs_rl_methods_and_resumes(tmp_path):
     from lakelab.mlp.runs import run_lake
 

@@ -206,6 +206,7 @@ def test_the_lm_track_refuses_kto_on_batches_of_one_lake():
         LM_PRESETS["quick"].replace(methods=("kto",), batch_size=1)
 
 
+@pytest.mark.slow  # a lake run
 def test_kto_on_the_lake_raises_the_optimal_routes_likelihood_over_seeds():
     """A robust training outcome: over 3 seeds, KTO raises the mean log-likelihood of the
     optimal route and lowers that of the sub-optimal one (offline negatives)."""
