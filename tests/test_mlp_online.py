@@ -99,3 +99,20 @@ def test_every_rl_method_succeeds_on_every_seed_of_the_rl_preset(tmp_path):
     final = metrics[metrics.step == PRESETS["rl"].steps]
     assert set(final.method) == set(RL_METHODS)
     assert (final.success >= 0.99).all(), final.groupby("method").success.min()
+
+
+@pytest.mark.slow  # every method twice
+def test_the_batched_loop_gives_the_plain_loops_numbers():
+    """All seeds in one stacked computation (train_online) against each seed alone
+    (train_online_plain): the same episodes, the same rows to rounding."""
+    from lakelab.mlp.online import train_online_plain
+    from tests.test_mlp_train import assert_rows_close
+
+    config = QUICK.replace(seeds=3, steps=30, log_every=10)
+    setup = build_setup(config)
+    for method in RL_METHODS:
+        joint, plain = train_online(setup, method), train_online_plain(setup, method)
+        for fast, slow in zip(joint.rows, plain.rows, strict=True):
+            assert_rows_close(fast, slow)
+        assert np.allclose(joint.explored, plain.explored)
+        assert np.allclose(joint.final_policy, plain.final_policy, rtol=1e-9, atol=1e-12)

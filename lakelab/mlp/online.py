@@ -1,6 +1,6 @@
 """On-policy RL on the lake: REINFORCE, RLOO, GRPO and PPO train theta_0 on episodes their
-own policy samples, one seed at a time, judged by the same exact metrics as the preference
-objectives.
+own policy samples, judged by the same exact metrics as the preference objectives. The plain
+loop (``train_online_plain``), for one seed:
 
     theta = theta_0;  reference = theta_0 (frozen, for GRPO's KL)
     for step in 0 .. steps - 1:
@@ -11,6 +11,9 @@ objectives.
         old      <- log pi_theta(a_t | s_t) now, detached: the sampling policy
         inner_steps times: loss <- the method's loss on (logps, old, A); Adam step
     exact metrics once more after the last step
+
+``train_online`` computes the same for every seed at once (stacked parameters, one
+vectorised simulation, one backward pass per inner step); the tests check they agree.
 
 The "prompt" is the start state, so all episodes of a step answer the same prompt and a
 group is just G of them. PPO's value head is linear in the one-hot state, a table V[s] that
@@ -32,16 +35,18 @@ from lakelab.mlp.data import to_batch
 from lakelab.mlp.experiment import MethodResult, Setup, logged
 from lakelab.mlp.metrics import exact_metrics
 from lakelab.mlp.optim import Adam
-from lakelab.mlp.sampling import sample
+from lakelab.mlp.sampling import sample, sample_many
 from lakelab.rl_methods import get_rl_method, resolve_rl_hparams
 from lakelab.training import Diverged, torch_threads
 
 ONLINE_RL = 6  # the stream of each seed's episodes: np.random.default_rng([seed, ONLINE_RL])
 
 
-def train_online(setup: Setup, method: str, seed_index: list[int] | None = None) -> MethodResult:
+def train_online_plain(
+    setup: Setup, method: str, seed_index: list[int] | None = None
+) -> MethodResult:
     """Train RL ``method`` for the seeds ``seed_index`` (indices into ``setup.seeds``, all
-    by default), each alone; their results stacked."""
+    by default), each alone, as the module docstring says; their results stacked."""
     idx = list(range(len(setup.seeds))) if seed_index is None else list(seed_index)
     with torch_threads(1):
         parts = [_train(setup, method, i) for i in idx]
@@ -53,16 +58,22 @@ def train_online(setup: Setup, method: str, seed_index: list[int] | None = None)
     )
 
 
+def _settings(setup: Setup, method: str) -> tuple:
+    """The method's entry and hyper-parameters; ValueError unless a batch holds whole groups."""
+    rl = get_rl_method(method)
+    hp = resolve_rl_hparams(method, setup.config.hparams.get(method))
+    if setup.config.batch_size % hp["group_size"]:
+        raise ValueError(
+            f"{method}: batch_size {setup.config.batch_size} is not a whole number of groups "
+            f"of group_size {hp['group_size']}"
+        )
+    return rl, hp
+
+
 def _train(setup: Setup, method: str, i: int) -> MethodResult:
     cfg, lake, seed = setup.config, setup.lake, setup.seeds[i]
-    rl = get_rl_method(method)
-    hp = resolve_rl_hparams(method, cfg.hparams.get(method))
+    rl, hp = _settings(setup, method)
     G = hp["group_size"]
-    if cfg.batch_size % G:
-        raise ValueError(
-            f"{method}: batch_size {cfg.batch_size} is not a whole number of groups of "
-            f"group_size {G}"
-        )
     theta0 = {k: v[i : i + 1] for k, v in setup.theta0.items()}
     target = {k: v[i : i + 1] for k, v in setup.theta_star.items()}
     theta = model.clone(theta0, requires_grad=True)
@@ -108,17 +119,117 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
                     "parameters; lower lr or the method's hyper-parameters"
                 )
         if logged(step + 1, cfg):  # this step's batch metrics go with the next log
-            grouped = rewards.view(-1, G)
-            batch_metrics = {
-                "batch/reward": rewards.mean().item(),
-                "batch/reward_std": rewards.std().item(),
-                "batch/frac_reward_zero_std": (grouped.std(1) == 0).double().mean().item(),
-                **{f"batch/{k}": v for k, v in found.items()},
-            }
+            batch_metrics = _batch_metrics(rewards, G, found)
     with torch.no_grad():
         policy = model.state_log_probs(theta, cfg.activation).exp().numpy()
         error = model.state_param_error(theta, target).numpy()
     return MethodResult([rows], explored[None], error, policy)
+
+
+def train_online(setup: Setup, method: str, seed_index: list[int] | None = None) -> MethodResult:
+    """``train_online_plain``'s numbers with every seed in one batched computation: one
+    stacked set of parameters, one vectorised simulation of every seed's episodes (each from
+    its own generator), one backward pass and one Adam update per inner step for all seeds;
+    each seed's loss is computed on its own rows (tested against the plain loop)."""
+    idx = list(range(len(setup.seeds))) if seed_index is None else list(seed_index)
+    with torch_threads(1):
+        return _train_joint(setup, method, idx)
+
+
+def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
+    cfg, lake = setup.config, setup.lake
+    rl, hp = _settings(setup, method)
+    G, B, N, S = hp["group_size"], cfg.batch_size, len(idx), lake.n_states
+    seeds = [setup.seeds[i] for i in idx]
+    theta0 = {k: v[idx] for k, v in setup.theta0.items()}
+    target = {k: v[idx] for k, v in setup.theta_star.items()}
+    theta = model.FlatParams(theta0)  # one leaf for every seed's parameters
+    leaves = {"flat": theta.flat}
+    values = None
+    if rl.advantage == "gae":
+        values = torch.zeros(N, S, dtype=torch.float64, requires_grad=True)
+        leaves["value"] = values
+    optimizer = Adam(leaves, lr=cfg.lr)
+    with torch.no_grad():
+        ref_table = model.state_log_probs(theta0, cfg.activation)  # (N, S, A)
+    rngs = [np.random.default_rng([seed, ONLINE_RL]) for seed in seeds]
+    explored = np.zeros((N, S))
+    rows: list[list[dict]] = [[] for _ in idx]
+    batch_metrics: list[dict] = [{} for _ in idx]
+    row = torch.arange(N)[:, None, None]
+    for step in range(cfg.steps + 1):
+        if logged(step, cfg):
+            found_rows = exact_metrics(setup, theta.views(), target, explored)
+            for n, metrics in enumerate(found_rows):
+                rows[n].append({"step": step, **metrics, "online_fallback": 0.0,
+                                **batch_metrics[n]})  # fmt: skip
+        if step == cfg.steps:
+            break
+        with torch.no_grad():
+            table = model.state_log_probs(theta.views(), cfg.activation)  # (N, S, A)
+        episodes = sample_many(lake, table.exp().numpy(), B, rngs, max_len=cfg.max_len)
+        per_seed = [episodes.take(np.arange(n * B, (n + 1) * B)) for n in range(N)]
+        batch = to_batch(per_seed)  # (N, B, T)
+        states, actions, mask = batch.states, batch.actions, batch.mask
+        for n in range(N):
+            explored[n] += np.bincount(states[n][mask[n]].numpy(), minlength=S)
+        reached = torch.from_numpy(lake.goal[episodes.final]).double().view(N, B)
+        lengths = torch.from_numpy(episodes.lengths).double().view(N, B)
+        rewards = reached - hp["step_penalty"] * lengths
+        old = table[row, states, actions]  # (N, B, T)
+        ref = ref_table[row, states, actions]
+        advantages = [
+            _advantages(
+                rl.advantage,
+                rewards[n],
+                G,
+                hp,
+                None if values is None else values[n],
+                states[n],
+                mask[n],
+                cfg.gamma,
+            )
+            for n in range(N)
+        ]
+        for _ in range(hp["inner_steps"]):
+            logps = model.state_log_probs(theta.views(), cfg.activation)[row, states, actions]
+            total, found = 0.0, []
+            for n in range(N):  # each seed's loss on its own rows; their sum, one backward
+                v = None if values is None else values[n]
+                loss, f = _loss(method, hp, logps[n], old[n], mask[n], advantages[n], ref[n], v,
+                                states[n], cfg.max_len)  # fmt: skip
+                total, found = total + loss, [*found, f]
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            _check_finite(method, seeds, step, total, leaves)
+        if logged(step + 1, cfg):
+            batch_metrics = [_batch_metrics(rewards[n], G, found[n]) for n in range(N)]
+    with torch.no_grad():
+        params = theta.views()
+        policy = model.state_log_probs(params, cfg.activation).exp().numpy()
+        error = model.state_param_error(params, target).numpy()
+    return MethodResult(rows, explored, error, policy)
+
+
+def _check_finite(method: str, seeds: list[int], step: int, total, leaves: dict) -> None:
+    """Raise ``Diverged`` naming the method, the first seed that is not finite, and the step."""
+    if math.isfinite(total.item()) and all(torch.isfinite(v).all() for v in leaves.values()):
+        return
+    raise Diverged(
+        f"{method} diverged at step {step} (seed {seeds[0]} or one of {len(seeds) - 1} more): "
+        "non-finite loss or parameters; lower lr or the method's hyper-parameters"
+    )
+
+
+def _batch_metrics(rewards: torch.Tensor, G: int, found: dict) -> dict[str, float]:
+    """TRL's reward diagnostics of a seed's batch, and the loss's own metrics."""
+    return {
+        "batch/reward": rewards.mean().item(),
+        "batch/reward_std": rewards.std().item(),
+        "batch/frac_reward_zero_std": (rewards.view(-1, G).std(1) == 0).double().mean().item(),
+        **{f"batch/{k}": v for k, v in found.items()},
+    }
 
 
 def _advantages(kind, rewards, G, hp, values, states, mask, gamma):
