@@ -43,6 +43,14 @@ def show_error(err: Exception) -> None:
     st.error(str(err), icon=":material/error:")
 
 
+def method_entry(name: str):
+    """The registry entry of a preference objective or of an RL method (``lakelab.rl_methods``)."""
+    from lakelab.registry import get_objective  # imports torch: only pages that need it pay
+    from lakelab.rl_methods import RL_METHODS
+
+    return RL_METHODS[name] if name in RL_METHODS else get_objective(name)
+
+
 def hparam_inputs(objective: str, prefix: str) -> dict[str, Any]:
     """One widget per hyper-parameter of ``objective``, from its ``HyperParam`` spec.
 
@@ -51,10 +59,8 @@ def hparam_inputs(objective: str, prefix: str) -> dict[str, Any]:
     error (``show_error``). Returns the values that differ from the registry's defaults,
     the form ``LakeConfig.hparams`` and ``resolve_hparams`` take.
     """
-    from lakelab.registry import get_objective  # imports torch: only pages that need it pay
-
     changed = {}
-    for hp in get_objective(objective).hyperparams:
+    for hp in method_entry(objective).hyperparams:
         default = hp.default if hp.choices is not None else float(hp.default)
         key = init(f"{prefix}_hp_{objective}_{hp.name}", default)
         help_text = hp.help + (" (used by the training loop)" if hp.model_side else "")

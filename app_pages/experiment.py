@@ -21,10 +21,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_pages.common import hparam_inputs, init, show_error, single_threaded_torch
+from app_pages.common import hparam_inputs, init, method_entry, show_error, single_threaded_torch
 from lakelab.mlp.config import CHOSEN_MODES, NEGATIVE_MODES, LakeConfig, config_from_dict, preset
 from lakelab.mlp.runs import SUMMARY_METRICS, load_cell, run_lake, write_reports
 from lakelab.registry import OBJECTIVES
+from lakelab.rl_methods import RL_METHODS
 from lakelab.rundir import cell_path
 
 BASE = preset("quick")
@@ -172,10 +173,12 @@ with st.sidebar:
         ),
         "slippery": st.checkbox("Slippery", key=init("exp_slippery", BASE.slippery)),
         "methods": st.multiselect(
-            "Objectives",
-            list(OBJECTIVES),
+            "Objectives and RL methods",
+            [*OBJECTIVES, *RL_METHODS],
             key=init("exp_methods", DEFAULT_METHODS),
-            format_func=lambda m: OBJECTIVES[m].title,
+            format_func=lambda m: method_entry(m).title,
+            help="preference objectives learn from demos and negatives; the RL methods "
+            "(REINFORCE, RLOO, GRPO, PPO) from episodes their own policy samples",
         ),
         "chosen": st.radio(
             "Chosen data",
@@ -197,9 +200,9 @@ with st.sidebar:
     }
     hparams = {}
     for method in values["methods"]:
-        if OBJECTIVES[method].hyperparams:
-            with st.expander(f"{OBJECTIVES[method].title} hyper-parameters"):
-                st.caption(OBJECTIVES[method].summary)
+        if method_entry(method).hyperparams:
+            with st.expander(f"{method_entry(method).title} hyper-parameters"):
+                st.caption(method_entry(method).summary)
                 if changed := hparam_inputs(method, "exp"):
                     hparams[method] = changed
     values["hparams"] = hparams

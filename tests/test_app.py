@@ -193,6 +193,26 @@ def test_explorer_out_of_range_value_shows_lakelab_error(start):
 # -- experiment page --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a short run
+def test_experiment_page_trains_an_rl_method_beside_an_objective(start, tmp_path):
+    app = start(EXPERIMENT)
+    app.multiselect(key="exp_methods").set_value(["sft", "grpo"]).run()
+    app.number_input(key="exp_seeds").set_value(1)
+    app.number_input(key="exp_steps").set_value(10)
+    app.selectbox(key="exp_hp_grpo_aggregation").select("grpo")
+    app.number_input(key="exp_hp_grpo_group_size").set_value(4.0).run()
+    app.button(key="run_experiment").click().run()
+    assert not app.exception and not app.error
+    (out,) = tmp_path.iterdir()
+    config = config_from_dict(json.loads((out / "config.json").read_text()))
+    assert config.methods == ("sft", "grpo")
+    assert config.hparams == {"grpo": {"aggregation": "grpo", "group_size": 4.0}}
+    assert list(app.dataframe[0].value.index) == ["sft", "grpo"]
+    assert "optimality_mean" in app.dataframe[0].value.columns
+    app.number_input(key="exp_hp_grpo_group_size").set_value(1.0).run()
+    assert errors(app) == ["grpo: group_size must be in [2, inf), got 1.0"]
+
+
 @pytest.mark.slow  # trains two runs: ~2 s
 def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     app = start(EXPERIMENT)
