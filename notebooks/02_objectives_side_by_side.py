@@ -538,6 +538,47 @@ for N in range(1, T + 1):
 print("Exercise 3: correct")
 
 # %% [markdown]
+# ## 7. On-policy RL: GRPO's advantages and PPO's clipping
+#
+# The RL methods (`lakelab.policy_gradient`, [docs/rl.md](../docs/rl.md)) learn from episodes
+# their own policy samples. Sample 8 episodes of a uniform policy on the lake and score them
+# 1 for reaching the goal: GRPO's advantage is each reward minus the group's mean, over the
+# group's standard deviation (`group_advantages`).
+
+# %%
+from lakelab.mlp.sampling import sample  # noqa: E402
+from lakelab.policy_gradient import group_advantages, grpo_loss  # noqa: E402
+
+uniform = np.full((lake.n_states, 4), 0.25)
+episodes = sample(lake, uniform, 8, np.random.default_rng(3), max_len=100)
+rewards = torch.tensor(lake.goal[episodes.final], dtype=torch.float64)  # 1: reached the goal
+print("rewards:   ", rewards.numpy())
+print("advantages:", group_advantages(rewards, 8).numpy().round(3))
+print("all equal: ", group_advantages(torch.zeros(8, dtype=torch.float64), 8).numpy())
+
+# %% [markdown]
+# A group whose episodes all fail (or all succeed) gets zero advantages: GRPO learns nothing
+# from it (TRL logs the share of such groups as `frac_reward_zero_std`). On a lake where the
+# uniform policy almost never reaches the goal, most groups are like that at first.
+#
+# PPO and GRPO compare the current policy with the one that sampled, token by token:
+# rho = pi / pi_old, clipped to [1 - epsilon, 1 + epsilon]. Once a token's ratio has left the
+# trust region in the direction its advantage pushes, its gradient is zero:
+
+# %%
+ratios = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5], dtype=torch.float64)
+for advantage in (1.0, -1.0):
+    log_rho = ratios.log()[:, None].clone().requires_grad_(True)  # log pi, log pi_old = 0
+    surrogate, _ = grpo_loss(log_rho, torch.zeros(5, 1, dtype=torch.float64),
+                             torch.ones(5, 1, dtype=torch.bool),
+                             torch.full((5,), advantage, dtype=torch.float64))  # fmt: skip
+    (slope,) = torch.autograd.grad(surrogate, log_rho)
+    print(f"A = {advantage:+}: rho {ratios.tolist()} -> gradient {slope[:, 0].numpy().round(3)}")
+
+# %% [markdown]
+# With A > 0 the ratio 1.5 (above 1.2) gets no gradient, with A < 0 the ratio 0.5 (below 0.8):
+# one batch cannot push a token's probability far from where the sampling policy had it.
+#
 # ## Summary
 #
 # * DPO works on sums `S(y)`, the others (except IFT) on means `A(y)`; with responses of
@@ -549,5 +590,8 @@ print("Exercise 3: correct")
 #   that.
 # * IFT = SFT on inputs mixed with the model's own predictions, with earlier tokens weighted
 #   more; `gamma = 0` and `lam = 0` recover SFT exactly.
+#
+# * GRPO's advantages are zero in a group whose rewards are all equal; PPO's and GRPO's
+#   clipping stops a token's gradient once its ratio leaves [1 - epsilon, 1 + epsilon].
 #
 # Notebook 03 trains with all of them on the lake.
