@@ -259,3 +259,43 @@ def test_token_kl_and_log_likelihoods_match_an_independent_loop(tiny):
         logps.append(total)
     assert got["token_kl"] == pytest.approx(np.mean(kls), rel=1e-5)
     assert got["logp_chosen"] == pytest.approx(np.mean(logps), rel=1e-5)
+
+
+# -- on-policy RL ----------------------------------------------------------------------------
+@pytest.mark.slow  # three methods, sampling plans each step
+def test_rl_methods_train_on_plans_the_model_samples(tiny, monkeypatch):
+    """GRPO, RLOO and REINFORCE on the transformer: the loop samples batch_size plans a step,
+    each at least one token, and logs a finite loss and the batch's mean reward (a group of
+    equal rewards, common for a weak base model, gives GRPO a zero loss: tests/
+    test_policy_gradient.py)."""
+    from lakelab.lm import rl
+    from lakelab.lm.tokenizer import decode, parse_plan
+
+    data, base = tiny
+    seen = []
+    real = rl.sampled_responses
+
+    def spy(generated):
+        responses = real(generated)
+        seen.append(responses)
+        return responses
+
+    monkeypatch.setattr(rl, "sampled_responses", spy)
+    cfg = TINY_LM.replace(
+        methods=("grpo", "rloo", "reinforce"), hparams={"grpo": {"group_size": 4}}
+    )
+    for method in cfg.methods:
+        logged: list[tuple] = []
+        rl.align_rl(cfg, base, method, data, 0, log=_recorder(logged))
+        extra = [entry[2] for entry in logged]
+        assert all(np.isfinite(e["loss"]) and 0 <= e["reward"] <= 1 for e in extra[1:]), method
+    plans = [parse_plan(decode(r)) for r in seen[-1]]
+    assert len(plans) == cfg.batch_size and all(len(r) >= 1 for r in seen[-1])
+
+
+def test_the_lm_track_takes_grpo_but_not_ppo():
+    assert TINY_LM.replace(methods=("grpo",)).method_hparams("grpo")["group_size"] == 8
+    with pytest.raises(ValueError, match="ppo: its value head and inner steps run on the lake"):
+        TINY_LM.replace(methods=("ppo",))
+    with pytest.raises(ValueError, match="batch_size 16 must be a multiple of group_size 5"):
+        TINY_LM.replace(methods=("rloo",), hparams={"rloo": {"group_size": 5}})

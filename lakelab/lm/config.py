@@ -17,7 +17,7 @@ from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
 from lakelab.registry import get_objective
-from lakelab.rl_methods import is_rl_method
+from lakelab.rl_methods import get_rl_method, is_rl_method
 from lakelab.validate import check_choice, check_real
 
 NEGATIVE_MODES = ("offline", "online")
@@ -118,13 +118,21 @@ class LMConfig(TrackConfig):
             )
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
         self.check_methods()
-        rl = [m for m in self.methods if is_rl_method(m)]
-        if rl:
-            raise ValueError(
-                f"{rl}: the LM track trains preference objectives only so far; RL methods "
-                "run on the lake (lakelab lake --methods ...)"
-            )
-        mismatched = [m for m in self.methods if get_objective(m).mismatched]
+        for m in (m for m in self.methods if is_rl_method(m)):
+            if get_rl_method(m).advantage == "gae":
+                raise ValueError(
+                    f"{m}: its value head and inner steps run on the lake only "
+                    "(lakelab lake --methods ...); the LM track has reinforce, rloo and grpo"
+                )
+            group = self.method_hparams(m)["group_size"]
+            if self.batch_size % group:
+                raise ValueError(
+                    f"{m}: batch_size {self.batch_size} must be a multiple of group_size "
+                    f"{group} (each lake's prompt is sampled group_size times)"
+                )
+        mismatched = [
+            m for m in self.methods if not is_rl_method(m) and get_objective(m).mismatched
+        ]
         if mismatched and self.batch_size < 2:
             raise ValueError(
                 f"batch_size must be >= 2 for {mismatched}: their mismatched pairs join each "

@@ -38,8 +38,10 @@ from lakelab.lm.config import LMConfig
 from lakelab.lm.data import SeedData, seed_data
 from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
+from lakelab.lm.rl import align_rl
 from lakelab.lm.train import ReferenceCache, align, pretrain
 from lakelab.registry import get_objective
+from lakelab.rl_methods import is_rl_method
 from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
 from lakelab.stats import ci95
 from lakelab.training import torch_threads
@@ -134,14 +136,18 @@ def _run_seed(config, out, seed, base, methods: list[str], held: HeldOut, tick) 
         base = _pretrain_base(config, out, seed, data, held, tick)
     if not methods:
         return
-    needs_ref = any(get_objective(m).needs_reference for m in methods)
+    needs_ref = any(not is_rl_method(m) and get_objective(m).needs_reference for m in methods)
     reference = ReferenceCache.build(base, data) if needs_ref else None
     base_final = load_cell(out, config, BASE, seed)["rows"][-1]
     base_metrics = {k: base_final[k] for k in METRICS}
     for method in methods:
         rows: list[dict] = []
         log = _align_logger(rows, base_metrics, held)
-        model = align(config, base, method, data, seed, reference=reference, log=log, progress=tick)
+        if is_rl_method(method):  # plans sampled from the model, scored on their lakes
+            model = align_rl(config, base, method, data, seed, log=log, progress=tick)
+        else:
+            model = align(config, base, method, data, seed, reference=reference, log=log,
+                          progress=tick)  # fmt: skip
         save_checkpoint(checkpoint_path(out, method, seed), model, config.fingerprint())
         _write_cell(out, config, method, seed, rows)
 
