@@ -152,7 +152,7 @@ def _advantages(advantages: torch.Tensor, rows: int) -> torch.Tensor:
 
 def _epsilons(epsilon_low: float, epsilon_high: float | None) -> tuple[float, float]:
     low = CLIP.check("epsilon_low", epsilon_low)
-    high = low if epsilon_high is None else NONNEGATIVE.check("epsilon_high", epsilon_high)
+    high = low if epsilon_high is None else CLIP.check("epsilon_high", epsilon_high)
     return low, high
 
 

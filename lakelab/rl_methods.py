@@ -73,7 +73,7 @@ def _common(inner: int) -> tuple[HyperParam, ...]:
 
 CLIPPING = (
     _real("epsilon_low", 0.2, pg.CLIP, "clip rho below at 1 - epsilon_low"),
-    _real("epsilon_high", 0.2, NONNEGATIVE, "clip rho above at 1 + epsilon_high (DAPO: 0.28)"),
+    _real("epsilon_high", 0.2, pg.CLIP, "clip rho above at 1 + epsilon_high (DAPO: 0.28)"),
 )
 
 RL_METHODS: dict[str, RLMethod] = {

@@ -19,6 +19,21 @@ QUICK = PRESETS["quick"].replace(
 )  # fmt: skip
 
 
+@pytest.mark.slow  # 4 methods x 2 seeds x 100 steps on a slippery lake
+def test_every_rl_method_learns_on_a_slippery_lake():
+    """Slippery lakes work: from theta_0 every method raises the success probability and the
+    optimality of its policy in the slippery MDP (the intended move 80% of the time; means
+    over 2 seeds)."""
+    config = QUICK.replace(slippery=True, success_rate=0.8, steps=100, log_every=50)
+    setup = build_setup(config)
+    for method in RL_METHODS:
+        rows = train_online(setup, method).rows
+        first, last = ({k: np.mean([r[j][k] for r in rows]) for k in ("success", "optimality")}
+                       for j in (0, -1))  # fmt: skip
+        assert last["success"] > first["success"] + 0.1, (method, first, last)
+        assert last["optimality"] > 2 * first["optimality"], (method, first, last)
+
+
 @pytest.mark.slow  # 4 methods x 2 seeds x 40 steps
 def test_every_rl_method_raises_the_success_probability_from_its_own_episodes():
     setup = build_setup(QUICK)
