@@ -146,7 +146,7 @@ def test_same_config_same_metrics_and_a_truncated_cell_is_recomputed(tmp_path, m
         ({"model": "huge"}, "unknown model preset 'huge'"),
         ({"size": 8}, r"needs block_size >= 84; model 'micro' has 64"),
         ({"methods": ("sft", "a2c")}, "unknown objective 'a2c'"),
-        ({"methods": ("sft", "ppo")}, "the LM track trains preference objectives only"),
+        ({"methods": ("sft", "ppo")}, "ppo: its value head and inner steps run on the lake only"),
         ({"negatives": "both"}, "negatives must be one of"),
         ({"hparams": {"dpo": {"beta": -1.0}}}, r"dpo: beta must be in \(0, inf\)"),
         ({"n_train": 10}, r"n_train \(10\) must be >= batch_size \(64\)"),
@@ -161,6 +161,6 @@ def test_cli_reports_bad_input_with_status_2(tmp_path, capsys):
     assert main(["lm", "--preset", "huge", "--out", str(tmp_path)]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
     assert main(["lm", "--preset", "quick", "--methods", "ppo", "--out", str(tmp_path)]) == 2
-    assert "lakelab lm: error: ['ppo']: the LM track trains preference objectives only" in (
+    assert "lakelab lm: error: ppo: its value head and inner steps run on the lake only" in (
         capsys.readouterr().err
     )

@@ -84,8 +84,8 @@ def test_the_lake_command_runs_rl_methods_and_resumes(tmp_path):
         (lambda: QUICK.replace(methods=("ppo",), hparams={"ppo": {"inner_steps": 1.5}}),
          "ppo: inner_steps must be an integer, got 1.5"),
         (lambda: QUICK.replace(methods=("a2c",)), r"or an RL method: \['grpo', 'ppo', "),
-        (lambda: LM_PRESETS["quick"].replace(methods=("grpo",)),
-         "the LM track trains preference objectives only so far"),
+        (lambda: LM_PRESETS["quick"].replace(methods=("ppo",)),
+         "ppo: its value head and inner steps run on the lake only"),
     ],
 )  # fmt: skip
 def test_bad_rl_settings_are_clear_errors(make, message):
