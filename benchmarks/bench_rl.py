@@ -16,24 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
+
+from bench_lake import median_time  # the sibling script's (run as benchmarks/bench_rl.py)
 
 from lakelab.mlp.config import preset
 from lakelab.mlp.experiment import build_setup
 from lakelab.mlp.online import train_online, train_online_plain
 from lakelab.mlp.runs import run_lake
 from lakelab.rl_methods import RL_METHODS
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
