@@ -131,3 +131,4 @@ def test_the_batched_loop_gives_the_plain_loops_numbers():
             assert_rows_close(fast, slow)
         assert np.allclose(joint.explored, plain.explored)
         assert np.allclose(joint.final_policy, plain.final_policy, rtol=1e-9, atol=1e-12)
+        assert np.allclose(joint.policies, plain.policies, rtol=1e-9, atol=1e-12)

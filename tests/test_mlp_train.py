@@ -62,7 +62,7 @@ def test_the_plain_loop_gives_the_joint_loops_numbers(name):
         for i in range(config.seeds):
             alone = plain.train(setup, method, i)
             assert_rows_close(joint[method].rows[i], alone.rows[0])
-            for field in ("explored", "state_error", "final_policy"):
+            for field in ("explored", "state_error", "final_policy", "policies"):
                 fast, slow = getattr(joint[method], field)[i], getattr(alone, field)[0]
                 np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12, err_msg=field)
     # the online run did fall back on the offline pool at times: the comparison covered it

@@ -180,6 +180,7 @@ class MethodResult:
     explored: np.ndarray  # [N, S] cumulative input mass
     state_error: np.ndarray  # [N, S] error of each state's first-layer weights W1[s, :]
     final_policy: np.ndarray  # [N, S, A]
+    policies: np.ndarray | None = None  # [N, log points, S, A]: pi at each logged step
 
 
 def batch_rows(pool_size: int, seed: int, stream: int, config: LakeConfig) -> np.ndarray:

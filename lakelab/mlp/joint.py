@@ -145,6 +145,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     # IFT also runs the network on mixed inputs: it needs its rows' parameters
     mixed = any(get_objective(g.method).mixed_pass for g in groups)
 
+    replay: list[np.ndarray] = []  # the policy table at each logged step, for the replay
     for step in range(cfg.steps + 1):
         params = theta.views()
         if logged(step, cfg):
@@ -153,6 +154,8 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
                 rows[r].append(
                     {"step": step, **row, "online_fallback": fallbacks[r], **last_metrics[r]}
                 )
+            with torch.no_grad():
+                replay.append(model.state_log_probs(params, cfg.activation).exp().numpy())
         if step == cfg.steps:
             break
         # the whole policy as a table: with one-hot inputs every token's log-prob is a lookup
@@ -199,8 +202,11 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     with torch.no_grad():
         probs = model.state_log_probs(params, cfg.activation).exp().numpy()
         error = model.state_param_error(params, target).numpy()
+    policies = np.stack(replay, 1)  # (R, log points, S, A)
     return {
-        g.method: MethodResult(rows[g.rows], g.explored, error[g.rows], probs[g.rows])
+        g.method: MethodResult(
+            rows[g.rows], g.explored, error[g.rows], probs[g.rows], policies[g.rows]
+        )
         for g in groups
     }
 

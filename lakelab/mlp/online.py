@@ -55,6 +55,7 @@ def train_online_plain(
         np.concatenate([p.explored for p in parts]),
         np.concatenate([p.state_error for p in parts]),
         np.concatenate([p.final_policy for p in parts]),
+        np.concatenate([p.policies for p in parts]),
     )
 
 
@@ -87,11 +88,13 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
         ref_table = model.state_log_probs(theta0, cfg.activation)[0]  # (S, A), frozen
     rng = np.random.default_rng([seed, ONLINE_RL])
     explored = np.zeros(lake.n_states)
-    rows, batch_metrics = [], {}
+    rows, batch_metrics, replay = [], {}, []
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             metrics = exact_metrics(setup, theta, target, explored[None])[0]
             rows.append({"step": step, **metrics, "online_fallback": 0.0, **batch_metrics})
+            with torch.no_grad():
+                replay.append(model.state_log_probs(theta, cfg.activation)[0].exp().numpy())
         if step == cfg.steps:
             break
         with torch.no_grad():
@@ -123,7 +126,7 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
     with torch.no_grad():
         policy = model.state_log_probs(theta, cfg.activation).exp().numpy()
         error = model.state_param_error(theta, target).numpy()
-    return MethodResult([rows], explored[None], error, policy)
+    return MethodResult([rows], explored[None], error, policy, np.stack(replay)[None])
 
 
 def train_online(setup: Setup, method: str, seed_index: list[int] | None = None) -> MethodResult:
@@ -157,12 +160,15 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
     rows: list[list[dict]] = [[] for _ in idx]
     batch_metrics: list[dict] = [{} for _ in idx]
     row = torch.arange(N)[:, None, None]
+    replay: list[np.ndarray] = []
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             found_rows = exact_metrics(setup, theta.views(), target, explored)
             for n, metrics in enumerate(found_rows):
                 rows[n].append({"step": step, **metrics, "online_fallback": 0.0,
                                 **batch_metrics[n]})  # fmt: skip
+            with torch.no_grad():
+                replay.append(model.state_log_probs(theta.views(), cfg.activation).exp().numpy())
         if step == cfg.steps:
             break
         with torch.no_grad():
@@ -209,7 +215,7 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
         params = theta.views()
         policy = model.state_log_probs(params, cfg.activation).exp().numpy()
         error = model.state_param_error(params, target).numpy()
-    return MethodResult(rows, explored, error, policy)
+    return MethodResult(rows, explored, error, policy, np.stack(replay, 1))
 
 
 def _check_finite(method: str, seeds: list[int], step: int, total, leaves: dict) -> None:

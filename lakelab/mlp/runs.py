@@ -28,6 +28,7 @@ from lakelab.mlp.config import LakeConfig
 from lakelab.mlp.experiment import MethodResult, Setup, build_setup
 from lakelab.mlp.joint import train_methods
 from lakelab.mlp.online import train_online
+from lakelab.mlp.replay import write_replay
 from lakelab.mlp.report import experiment_figure
 from lakelab.registry import get_objective
 from lakelab.rl_methods import is_rl_method
@@ -188,6 +189,8 @@ def _warm_up() -> None:
 
 
 def _write_cell(out: Path, config, method: str, seed: int, r: MethodResult, n: int) -> None:
+    """The replay first, then the cell: a cell present means its replay is there too."""
+    write_replay(out, method, seed, [row["step"] for row in r.rows[n]], r.policies[n])
     write_cell(
         out,
         config.fingerprint(),

@@ -78,11 +78,13 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
     banned = {t.key() for t in chosen_pool}  # a rejected trajectory is never a chosen one
 
     explored = np.zeros(lake.n_states)  # input mass trained on so far: the explored grid
-    rows, batch_metrics, fallbacks = [], {}, 0.0
+    rows, batch_metrics, fallbacks, replay = [], {}, 0.0, []
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             metrics = exact_metrics(setup, theta, target, explored[None])[0]
             rows.append({"step": step, **metrics, "online_fallback": fallbacks, **batch_metrics})
+            with torch.no_grad():  # the policy table at this logged step, for the replay
+                replay.append(model.state_log_probs(theta, cfg.activation)[0].exp().numpy())
         if step == cfg.steps:
             break
 
@@ -117,7 +119,7 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
     with torch.no_grad():
         policy = model.state_log_probs(theta, cfg.activation).exp().numpy()
         error = model.state_param_error(theta, target).numpy()
-    return MethodResult([rows], explored[None], error, policy)
+    return MethodResult([rows], explored[None], error, policy, np.stack(replay)[None])
 
 
 def online_negatives(
