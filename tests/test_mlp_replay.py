@@ -16,6 +16,7 @@ from tests.helpers import FAST_LAKE
 CONFIG = PRESETS["quick"].replace(seeds=2, methods=("sft", "dpo", "reinforce"), **FAST_LAKE)
 
 
+@pytest.mark.slow  # a short run of three methods
 def test_a_run_keeps_each_logged_steps_policy_and_its_metrics_follow_from_it(tmp_path):
     paths = run_lake(CONFIG, tmp_path)
     metrics = pd.read_csv(paths["metrics"])
@@ -39,6 +40,7 @@ def test_a_run_keeps_each_logged_steps_policy_and_its_metrics_follow_from_it(tmp
         replay.at(7)
 
 
+@pytest.mark.slow  # a short run
 def test_a_run_without_replay_data_says_so(tmp_path):
     run_lake(CONFIG.replace(methods=("sft",)), tmp_path)
     replay_path(tmp_path, "sft", 0).unlink()  # as a run directory of an older lakelab
