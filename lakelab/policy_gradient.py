@@ -121,10 +121,11 @@ def gae(
     Returns (advantages, returns), (B, T), zero off the mask; no gradient flows (both are
     targets). Responses are left-aligned runs of the mask, as the loops make them.
     """
+    if not isinstance(values, torch.Tensor) or values.dim() != 2 or values.shape[1] == 0:
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"values must have shape (B, T) with T >= 1, got {shape}")
     m = check_token_inputs(values, mask)
-    if rewards.shape != values.shape:
-        raise ValueError(f"rewards and values must share a shape, got {tuple(rewards.shape)} "
-                         f"and {tuple(values.shape)}")  # fmt: skip
+    _like("rewards", rewards, values)
     gamma, lam = UNIT.check("gamma", gamma), UNIT.check("lam", lam)
     r = torch.where(m, rewards.detach(), 0.0)
     v = torch.where(m, values.detach(), 0.0)
@@ -148,6 +149,14 @@ def _advantages(advantages: torch.Tensor, rows: int) -> torch.Tensor:
         shape = getattr(advantages, "shape", advantages)
         raise ValueError(f"advantages must have shape ({rows},), one per response, got {shape}")
     return advantages.detach()
+
+
+def _like(name: str, x: torch.Tensor, logps: torch.Tensor) -> torch.Tensor:
+    """``x`` if it is a tensor of ``logps``'s shape (B, T), else ValueError naming it."""
+    if not isinstance(x, torch.Tensor) or x.shape != logps.shape:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must have the shape of logps {tuple(logps.shape)}, got {shape}")
+    return x
 
 
 def _epsilons(epsilon_low: float, epsilon_high: float | None) -> tuple[float, float]:
@@ -199,6 +208,7 @@ def rloo_loss(
     m = check_token_inputs(logps, mask)
     a = _advantages(advantages, len(logps))
     low, high = _epsilons(epsilon_low, epsilon_high)
+    old_logps = _like("old_logps", old_logps, logps)
     ratio = torch.exp(_summed(logps, m) - _summed(old_logps.detach(), m))
     losses, low_hit, high_hit = _clipped(ratio, a, low, high)
     metrics = {"clip_ratio/low_mean": low_hit.double().mean().item(),
@@ -241,13 +251,13 @@ def grpo_loss(
     low, high = _epsilons(epsilon_low, epsilon_high)
     beta = NONNEGATIVE.check("beta", beta)
     check_choice("aggregation", aggregation, AGGREGATIONS)
-    ratio = torch.exp(logps - old_logps.detach())
+    ratio = torch.exp(logps - _like("old_logps", old_logps, logps).detach())
     per_token, low_hit, high_hit = _clipped(ratio, a, low, high)
     metrics = {}
     if beta > 0:
         if ref_logps is None:
             raise ValueError(f"beta = {beta} needs ref_logps (the reference's per-token log-probs)")
-        q = ref_logps.detach() - logps
+        q = _like("ref_logps", ref_logps, logps).detach() - logps
         kl = torch.exp(q) - q - 1  # k3, >= 0
         if use_bias_correction_kl:  # the tokens came from the old policy: weigh by rho
             kl = kl * ratio
@@ -298,10 +308,9 @@ def ppo_loss(
     eps = CLIP.check("epsilon", epsilon)
     vclip = NONNEGATIVE.check("value_clip", value_clip)
     vf_coef = NONNEGATIVE.check("vf_coef", vf_coef)
-    for name, x in (("advantages", advantages), ("values", values), ("returns", returns)):
-        if x.shape != logps.shape:
-            raise ValueError(f"{name} must have the shape of logps {tuple(logps.shape)}, "
-                             f"got {tuple(x.shape)}")  # fmt: skip
+    for name, x in (("old_logps", old_logps), ("advantages", advantages), ("values", values),
+                    ("old_values", old_values), ("returns", returns)):  # fmt: skip
+        _like(name, x, logps)
     ratio = torch.exp(logps - old_logps.detach())
     policy, low_hit, high_hit = _clipped(ratio, advantages.detach(), eps, eps)
     clipped_v = old_values.detach() + torch.clamp(values - old_values.detach(), -vclip, vclip)

@@ -97,7 +97,7 @@ RL_METHODS: dict[str, RLMethod] = {
         formula="L = mean_i -min(rho_i A_i, clip(rho_i) A_i); A_i = r_i - mean_{j != i} r_j",
         paper="Ahmadian et al. 2024, arXiv 2402.14740",
         equation="eq. 8",
-        trl={"RLOOTrainer": {}},
+        trl={"RLOOTrainer(beta=0.0)": {}},  # TRL's KL-penalised rewards (beta > 0): not here
     ),
     "grpo": RLMethod(
         name="grpo",

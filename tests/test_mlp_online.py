@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lakelab.lm.config import PRESETS as LM_PRESETS
 from lakelab.mlp.config import PRESETS
@@ -86,6 +87,9 @@ def test_the_lake_command_runs_rl_methods_and_resumes(tmp_path):
         (lambda: QUICK.replace(methods=("a2c",)), r"or an RL method: \['grpo', 'ppo', "),
         (lambda: LM_PRESETS["quick"].replace(methods=("ppo",)),
          "ppo: its value head and inner steps run on the lake only"),
+        (lambda: LM_PRESETS["quick"].replace(methods=("grpo",),
+                                             hparams={"grpo": {"inner_steps": 2}}),
+         "grpo: inner_steps must be 1 on the LM track"),
     ],
 )  # fmt: skip
 def test_bad_rl_settings_are_clear_errors(make, message):
@@ -132,3 +136,12 @@ def test_the_batched_loop_gives_the_plain_loops_numbers():
         assert np.allclose(joint.explored, plain.explored)
         assert np.allclose(joint.final_policy, plain.final_policy, rtol=1e-9, atol=1e-12)
         assert np.allclose(joint.policies, plain.policies, rtol=1e-9, atol=1e-12)
+
+
+def test_frac_reward_zero_std_counts_equal_rewards_up_to_rounding():
+    """Six equal rewards of 1 - 0.1 * 3 have a std of about 1e-16, not 0: a group without
+    signal all the same, as TRL counts it (torch.isclose)."""
+    from lakelab.mlp.online import _batch_metrics
+
+    rewards = torch.full((6,), 1 - 0.1 * 3, dtype=torch.float64)
+    assert _batch_metrics(rewards, 6, {})["batch/frac_reward_zero_std"] == 1.0

@@ -257,3 +257,23 @@ def test_sampled_reinforce_gradients_average_to_the_exact_policy_gradient(slippe
     assert signal > 2 * bound, f"a gradient worth checking: {signal:.0f} vs {2 * bound:.0f}"
     assert (z.abs() <= 5).all(), z.abs().max()  # each component within 5 standard errors
     assert (z**2).sum() < bound, (z**2).sum()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda lp, m, a: PG.grpo_loss(lp, lp[:, 0], m, a), r"old_logps must have the shape"),
+        (lambda lp, m, a: PG.rloo_loss(lp, lp[:1, :1], m, a), r"old_logps must have the shape"),
+        (lambda lp, m, a: PG.grpo_loss(lp, lp, m, a, lp[:, 0], beta=0.1),
+         r"ref_logps must have the shape"),
+        (lambda lp, m, a: PG.ppo_loss(lp, lp, m, lp, lp, lp[:1], lp),
+         r"old_values must have the shape"),
+        (lambda lp, m, a: PG.ppo_loss(lp, lp, m, 1.0, lp, lp, lp),
+         r"advantages must have the shape of logps \(4, 5\), got float"),
+        (lambda lp, m, a: PG.gae(lp, lp[:, :0], m), r"values must have shape \(B, T\) with T >= 1"),
+    ],
+)  # fmt: skip
+def test_mismatched_shapes_are_named_not_broadcast(call, message):
+    logps, _, _, mask = batch()
+    with pytest.raises(ValueError, match=message):
+        call(logps, mask, t64([0.0] * 4))

@@ -124,6 +124,11 @@ class LMConfig(TrackConfig):
                     f"{m}: its value head and inner steps run on the lake only "
                     "(lakelab lake --methods ...); the LM track has reinforce, rloo and grpo"
                 )
+            if self.method_hparams(m)["inner_steps"] != 1:
+                raise ValueError(
+                    f"{m}: inner_steps must be 1 on the LM track (one optimiser step per "
+                    "sampled batch), got " + str(self.method_hparams(m)["inner_steps"])
+                )
             group = self.method_hparams(m)["group_size"]
             if self.batch_size % group:
                 raise ValueError(

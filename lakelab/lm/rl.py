@@ -2,7 +2,8 @@
 
     each step: B / G training lakes, each prompt G times
         plans    <- sampled from the current model (temperature 1), up to the end token
-        rewards  <- 1 if the plan, followed on its lake, reaches the goal, else 0
+        rewards  <- 1 if the plan, followed on its lake, reaches the goal, minus
+                    step_penalty per move
         A        <- the method's advantages over each lake's G plans
         loss     <- the method's loss on the plans' per-token log-probs (lakelab.policy_gradient)
 
@@ -42,6 +43,15 @@ def sampled_responses(generated: torch.Tensor) -> list[list[int]]:
     return out
 
 
+def _reward(task, plan: list[int] | None, step_penalty: float) -> float:
+    """1 for a plan that reaches its lake's goal, minus step_penalty per move it makes; a
+    response that is no plan scores 0."""
+    if plan is None:
+        return 0.0
+    reached, moves = task.run(plan)
+    return float(reached) - step_penalty * moves
+
+
 def align_rl(
     cfg: LMConfig,
     base: TinyGPT,
@@ -72,12 +82,10 @@ def align_rl(
             generated = generate(model, prompts, cfg.max_moves + 1, greedy=False, generator=gen)
         responses = sampled_responses(generated)
         rewards = torch.tensor(
-            [
-                float(plan is not None and data.tasks[i].run(plan)[0])
-                for i, plan in zip(lakes, (parse_plan(decode(r)) for r in responses), strict=True)
-            ],
+            [_reward(data.tasks[i], parse_plan(decode(r)), hp["step_penalty"])
+             for i, r in zip(lakes, responses, strict=True)],
             dtype=torch.float64,
-        )
+        )  # fmt: skip
         tokens = to_tokens([data.tasks[i].lake for i in lakes], responses, cfg.seq_len)
         logps = token_logps(model, tokens).double()
         old = logps.detach()  # one step per batch: the sampling policy is this one

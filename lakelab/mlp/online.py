@@ -208,7 +208,7 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
-            _check_finite(method, seeds, step, total, leaves)
+            _check_finite(method, seeds, step, total, theta, values)
         if logged(step + 1, cfg):
             batch_metrics = [_batch_metrics(rewards[n], G, found[n]) for n in range(N)]
     with torch.no_grad():
@@ -218,13 +218,19 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
     return MethodResult(rows, explored, error, policy, np.stack(replay, 1))
 
 
-def _check_finite(method: str, seeds: list[int], step: int, total, leaves: dict) -> None:
-    """Raise ``Diverged`` naming the method, the first seed that is not finite, and the step."""
-    if math.isfinite(total.item()) and all(torch.isfinite(v).all() for v in leaves.values()):
+def _check_finite(method: str, seeds: list[int], step: int, total, theta, values) -> None:
+    """Raise ``Diverged`` naming the method, the first seed whose parameters are not finite
+    (the first seed if only the summed loss is), and the step."""
+    rows = [v.detach().flatten(1) for v in theta.views().values()]
+    if values is not None:
+        rows.append(values.detach())
+    bad = ~torch.cat(rows, 1).isfinite().all(1)  # (N,)
+    if math.isfinite(total.item()) and not bad.any():
         return
+    first = seeds[int(bad.nonzero()[0])] if bad.any() else seeds[0]
     raise Diverged(
-        f"{method} diverged at step {step} (seed {seeds[0]} or one of {len(seeds) - 1} more): "
-        "non-finite loss or parameters; lower lr or the method's hyper-parameters"
+        f"{method} diverged at step {step} (seed {first}): non-finite loss or parameters; "
+        "lower lr or the method's hyper-parameters"
     )
 
 
@@ -233,9 +239,16 @@ def _batch_metrics(rewards: torch.Tensor, G: int, found: dict) -> dict[str, floa
     return {
         "batch/reward": rewards.mean().item(),
         "batch/reward_std": rewards.std().item(),
-        "batch/frac_reward_zero_std": (rewards.view(-1, G).std(1) == 0).double().mean().item(),
+        "batch/frac_reward_zero_std": _zero_std_share(rewards, G),
         **{f"batch/{k}": v for k, v in found.items()},
     }
+
+
+def _zero_std_share(rewards: torch.Tensor, G: int) -> float:
+    """The share of groups whose rewards are all equal, up to rounding (TRL's isclose test,
+    grpo_trainer.py:2788): they give GRPO no signal."""
+    std = rewards.view(-1, G).std(1)
+    return torch.isclose(std, torch.zeros_like(std)).double().mean().item()
 
 
 def _advantages(kind, rewards, G, hp, values, states, mask, gamma):
