@@ -247,7 +247,11 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # generated flags: an abbreviation would change meaning with a field
     )
-    lake.add_argument("--preset", default="paper", help="paper (default) or quick")
+    lake.add_argument(
+        "--preset",
+        default="paper",
+        help="paper (default), quick, all (every built-in objective) or rl (the RL methods)",
+    )
     lake.add_argument("--config", help="JSON file of LakeConfig fields (over the preset)")
     lake.add_argument("--out", default="results/lake", help="run directory (resumable)")
     lake.add_argument(
