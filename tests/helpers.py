@@ -33,7 +33,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol=None, atol=N
     assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
 
 
-def with_kl(logps):
+def with_extra_inputs(logps):
     """``logps`` (a SequenceLogps with pairs and a reference) with mismatched pairs for KTO
     built as on the lake, where every example shares one prompt: the batch's own examples,
     chosen then rejected (zero-padded to one length); and WPO's sums of squared

@@ -15,7 +15,7 @@ from torch.autograd import gradcheck
 
 from lakelab import objectives as O
 from lakelab.registry import OBJECTIVES, SequenceLogps, compute_objective
-from tests.helpers import assert_close, with_kl
+from tests.helpers import assert_close, with_extra_inputs
 
 LN2 = math.log(2.0)
 
@@ -393,7 +393,9 @@ def test_padding_invariance(name):
         leaves = {k: (torch.cat([v, garbage], 1) if pad else v.clone()) for k, v in lp.items()}
         leaves = {k: v.requires_grad_(True) for k, v in leaves.items()}
         m = torch.cat([mask, torch.zeros(4, 3)], 1) if pad else mask
-        batch = with_kl(SequenceLogps(leaves["c"], m, leaves["r"], m, leaves["rc"], leaves["rr"]))
+        batch = with_extra_inputs(
+            SequenceLogps(leaves["c"], m, leaves["r"], m, leaves["rc"], leaves["rr"])
+        )
         loss, _ = compute_objective(name, batch)
         grads = torch.autograd.grad(loss, [leaves["c"], leaves["r"]], allow_unused=True)
         return loss, [None if gr is None else gr[:, :5] for gr in grads]
@@ -416,7 +418,9 @@ def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
     g = torch.Generator().manual_seed(6)
     lp, mask = _token_batch(torch.float64, g, B=5, T=6)
     leaves = {k: v.requires_grad_(True) for k, v in lp.items()}
-    batch = with_kl(SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"]))
+    batch = with_extra_inputs(
+        SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"])
+    )
     loss, metrics = compute_objective(name, batch)
     losses, rows = compute_objective(name, batch, reduction="none")
     unpaired = OBJECTIVES[name].unpaired  # one loss per example: 5 desirable, 5 undesirable
@@ -430,7 +434,7 @@ def test_reduction_none_gives_each_sequence_what_it_gets_alone(name):
         assert mean(v, dtype=torch.float64).item() == metrics[k], k
     if unpaired:  # an example alone: tests/test_unpaired.py
         return
-    plain = with_kl(SequenceLogps(lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
+    plain = with_extra_inputs(SequenceLogps(lp["c"], mask, lp["r"], mask, lp["rc"], lp["rr"]))
     for i in range(5):
         one = SequenceLogps(*(getattr(plain, f.name)[i : i + 1] for f in fields(plain)))
         alone, alone_metrics = compute_objective(name, one)
@@ -475,7 +479,9 @@ def test_finite_for_logps_anywhere_in_range(name, dtype):
     mask = torch.ones(6, 5)
     mask[5, :4] = 0
     leaves = {k: v.requires_grad_(True) for k, v in rows.items()}
-    batch = with_kl(SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"]))
+    batch = with_extra_inputs(
+        SequenceLogps(leaves["c"], mask, leaves["r"], mask, leaves["rc"], leaves["rr"])
+    )
     loss, metrics = compute_objective(name, batch)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     assert torch.isfinite(loss)

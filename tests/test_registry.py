@@ -18,7 +18,7 @@ from lakelab.registry import (
     get_objective,
     resolve_hparams,
 )
-from tests.helpers import with_kl
+from tests.helpers import with_extra_inputs
 
 NAMES = ["alphapo", "aot", "apo", "apo_unpaired", "asft", "bco", "bco_pair", "cpo", "cpo_ipo",
          "cpo_nll",
@@ -37,7 +37,7 @@ def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
     chosen_mask[1, 4:] = 0
     rejected_mask = torch.ones(B, T)
     rejected_mask[2, :3] = 0
-    return with_kl(SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp()))
+    return with_extra_inputs(SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp()))
 
 
 def by_hand(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
