@@ -125,17 +125,25 @@ def test_the_batched_loop_gives_the_plain_loops_numbers():
     """All seeds in one stacked computation (train_online) against each seed alone
     (train_online_plain): the same episodes, the same rows to rounding."""
     from lakelab.mlp.online import train_online_plain
-    from tests.test_mlp_train import assert_rows_close
+    from lakelab.mlp.replay import KINDS
+    from tests.test_mlp_train import assert_replays_agree, assert_rows_close
 
     config = QUICK.replace(seeds=3, steps=30, log_every=10)
     setup = build_setup(config)
+    chosen_found = []
     for method in RL_METHODS:
         joint, plain = train_online(setup, method), train_online_plain(setup, method)
         for fast, slow in zip(joint.rows, plain.rows, strict=True):
             assert_rows_close(fast, slow)
         assert np.allclose(joint.explored, plain.explored)
         assert np.allclose(joint.final_policy, plain.final_policy, rtol=1e-9, atol=1e-12)
-        assert np.allclose(joint.policies, plain.policies, rtol=1e-9, atol=1e-12)
+        for n in range(config.seeds):
+            assert_replays_agree(joint.replay, n, plain.replay, n)
+        # every episode of a logged step is either chosen (it reached the goal) or rejected
+        found = sum((getattr(joint.replay, k).lengths > 0).sum(-1) for k in KINDS)
+        assert (found[:, :-1] == config.batch_size).all() and (found[:, -1] == 0).all()
+        chosen_found.append(joint.replay.chosen.lengths.any())
+    assert any(chosen_found)
 
 
 def test_frac_reward_zero_std_counts_equal_rewards_up_to_rounding():

@@ -3,13 +3,16 @@ method and seed, written with the cells and read back by one call."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from lakelab.mlp.config import PRESETS
-from lakelab.mlp.replay import load_replay, replay_path
+from lakelab.mlp.replay import KINDS, load_replay, replay_path
 from lakelab.mlp.runs import run_lake
+from lakelab.rundir import cell_path
 from lakelab.solver import success_probability
 from tests.helpers import FAST_LAKE
 
@@ -36,6 +39,19 @@ def test_a_run_keeps_each_logged_steps_policy_and_its_metrics_follow_from_it(tmp
             assert success == pytest.approx(rows.success.to_numpy(), rel=1e-4, abs=1e-6)
             last = replay.at(int(rows.step.iloc[-1]))
             assert last.shape == (lake.n_states, 4)
+            # the explored mass grows to the cell's final grid, from nothing
+            cell = json.loads(cell_path(tmp_path, method, seed).read_text())
+            assert replay.explored[0].sum() == 0
+            assert np.allclose(replay.explored[-1], cell["explored"], rtol=1e-6)
+            assert (np.diff(replay.explored, axis=0) >= 0).all()
+            # each logged step but the last shows the batch it trained on: batch_size of them
+            for step in replay.steps[:-1]:
+                found = [sum(n for *_, n in replay.paths(step, k)) for k in KINDS]
+                assert sum(found) == (1 + (method == "dpo")) * CONFIG.batch_size
+                for states, actions, _ in replay.paths(step, "chosen"):
+                    assert states[0] == lake.start
+                    assert lake.goal[_follow(lake, states[-1], actions[-1])]  # demos, wins
+            assert replay.paths(int(replay.steps[-1]), "chosen") == []
     with pytest.raises(ValueError, match=r"step 7 was not logged; logged: \[0, 10, 20\]"):
         replay.at(7)
 
@@ -47,3 +63,13 @@ def test_a_run_without_replay_data_says_so(tmp_path):
     with pytest.raises(ValueError, match="kept none; rerun it into a new directory"):
         load_replay(tmp_path, "sft", 0)
     assert load_replay(tmp_path, "sft", 1).policies.shape[0] == 3  # the rest still reads
+    # replay data of an older lakelab, policies only
+    path = replay_path(tmp_path, "sft", 1)
+    np.savez_compressed(path, steps=np.arange(3), policies=np.full((3, 16, 4), 0.25))
+    with pytest.raises(ValueError, match="replay data of an older lakelab"):
+        load_replay(tmp_path, "sft", 1)
+
+
+def _follow(lake, state: int, action: int) -> int:
+    """Where an intended (deterministic) move leads."""
+    return int(lake.P[state, action].argmax())

@@ -27,6 +27,7 @@ from lakelab.lakes import Lake, make_lake
 from lakelab.mlp import model
 from lakelab.mlp.config import LakeConfig
 from lakelab.mlp.data import Episodes, Trajectory, optimal_and_suboptimal_routes
+from lakelab.mlp.replay import ReplayData
 from lakelab.mlp.sampling import sample
 from lakelab.solver import Solution, soft_value_iteration, value_iteration
 from lakelab.training import torch_threads
@@ -174,13 +175,14 @@ def _most_likely_route(lake, policy, max_len) -> Trajectory:
 
 @dataclass
 class MethodResult:
-    """Per seed of one method: logged rows, final explored mass and per-state error."""
+    """Per seed of one method: logged rows, final explored mass and per-state error, and
+    the replay data of every logged step."""
 
     rows: list[list[dict[str, float]]]  # [N][log points] of {metric: value}
     explored: np.ndarray  # [N, S] cumulative input mass
     state_error: np.ndarray  # [N, S] error of each state's first-layer weights W1[s, :]
     final_policy: np.ndarray  # [N, S, A]
-    policies: np.ndarray | None = None  # [N, log points, S, A]: pi at each logged step
+    replay: ReplayData | None = None  # [N, log points, ...]: what a replay shows
 
 
 def batch_rows(pool_size: int, seed: int, stream: int, config: LakeConfig) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from lakelab.mlp.logps import policy_logps
 from lakelab.mlp.metrics import exact_metrics
 from lakelab.mlp.negatives import OnlineNegatives
 from lakelab.mlp.optim import Adam
+from lakelab.mlp.replay import Tape
 from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.training import Diverged, torch_threads
 
@@ -88,6 +89,8 @@ class _Group:
     explored: np.ndarray  # (N, S): input mass trained on so far
     metrics: dict[str, torch.Tensor] | None = None  # the last step's, per sequence [N * B]
     loss: torch.Tensor | None = None  # the last step's loss
+    seed_losses: torch.Tensor | None = None  # the last step's loss of each seed [N]
+    tape: Tape = field(default_factory=Tape)  # what the replay shows, per logged step
 
 
 def _groups(setup: Setup, todo: dict[str, list[int] | None]) -> list[_Group]:
@@ -145,7 +148,6 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     # IFT also runs the network on mixed inputs: it needs its rows' parameters
     mixed = any(get_objective(g.method).mixed_pass for g in groups)
 
-    replay: list[np.ndarray] = []  # the policy table at each logged step, for the replay
     for step in range(cfg.steps + 1):
         params = theta.views()
         if logged(step, cfg):
@@ -154,8 +156,10 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
                 rows[r].append(
                     {"step": step, **row, "online_fallback": fallbacks[r], **last_metrics[r]}
                 )
-            with torch.no_grad():
-                replay.append(model.state_log_probs(params, cfg.activation).exp().numpy())
+            with torch.no_grad():  # the policy tables at this logged step, for the replay
+                policies = model.state_log_probs(params, cfg.activation).exp().numpy()
+            for g in groups:
+                g.tape.log(policies[g.rows], g.explored)
         if step == cfg.steps:
             break
         # the whole policy as a table: with one-hot inputs every token's log-prob is a lookup
@@ -173,6 +177,8 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
                 fallbacks[g.rows] += fell_back
             elif g.negatives == "offline":
                 rejected = g.offline_pool.select(g.offline_rows[step])
+            if logged(step, cfg):
+                g.tape.batch(chosen, rejected)
             logps, used = policy_logps(
                 g.method,
                 g.hp,
@@ -187,6 +193,7 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
             g.explored += used
             # per sequence: rows n * B .. (n + 1) * B are seed n's batch
             losses, g.metrics = _per_sequence(g.method, logps, g.hp, len(g.idx))
+            g.seed_losses = losses.detach().view(len(g.idx), -1).mean(1)  # each seed's batch
             g.loss = losses.mean()  # the objective's batch mean over all of the method's rows
             total = total + g.loss * len(g.idx)  # sum over seeds of each seed's batch mean
         opt.zero_grad()
@@ -202,10 +209,9 @@ def _train(setup, todo, progress) -> dict[str, MethodResult]:
     with torch.no_grad():
         probs = model.state_log_probs(params, cfg.activation).exp().numpy()
         error = model.state_param_error(params, target).numpy()
-    policies = np.stack(replay, 1)  # (R, log points, S, A)
     return {
         g.method: MethodResult(
-            rows[g.rows], g.explored, error[g.rows], probs[g.rows], policies[g.rows]
+            rows[g.rows], g.explored, error[g.rows], probs[g.rows], g.tape.data()
         )
         for g in groups
     }
@@ -254,7 +260,9 @@ def _objective_metrics(g: _Group) -> list[dict[str, float]]:
     # an unpaired objective's metric of one kind is NaN on the other kind's rows
     mean = torch.nanmean if get_objective(g.method).unpaired else torch.mean
     means = {k: mean(v.view(N, -1), 1, dtype=torch.float64).tolist() for k, v in g.metrics.items()}
-    return [{f"batch/{k}": v[n] for k, v in means.items()} for n in range(N)]
+    losses = g.seed_losses.tolist()
+    return [{"batch/loss": losses[n]} | {f"batch/{k}": v[n] for k, v in means.items()}
+            for n in range(N)]  # fmt: skip
 
 
 def _check_finite(groups: list[_Group], step: int, total, theta: model.FlatParams) -> None:

@@ -35,6 +35,7 @@ from lakelab.mlp.data import to_batch
 from lakelab.mlp.experiment import MethodResult, Setup, logged
 from lakelab.mlp.metrics import exact_metrics
 from lakelab.mlp.optim import Adam
+from lakelab.mlp.replay import Tape, stack
 from lakelab.mlp.sampling import sample, sample_many
 from lakelab.rl_methods import get_rl_method, resolve_rl_hparams
 from lakelab.training import Diverged, torch_threads
@@ -55,7 +56,7 @@ def train_online_plain(
         np.concatenate([p.explored for p in parts]),
         np.concatenate([p.state_error for p in parts]),
         np.concatenate([p.final_policy for p in parts]),
-        np.concatenate([p.policies for p in parts]),
+        stack([p.replay for p in parts]),
     )
 
 
@@ -88,13 +89,13 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
         ref_table = model.state_log_probs(theta0, cfg.activation)[0]  # (S, A), frozen
     rng = np.random.default_rng([seed, ONLINE_RL])
     explored = np.zeros(lake.n_states)
-    rows, batch_metrics, replay = [], {}, []
+    rows, batch_metrics, tape = [], {}, Tape()
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             metrics = exact_metrics(setup, theta, target, explored[None])[0]
             rows.append({"step": step, **metrics, "online_fallback": 0.0, **batch_metrics})
-            with torch.no_grad():
-                replay.append(model.state_log_probs(theta, cfg.activation)[0].exp().numpy())
+            with torch.no_grad():  # the policy table at this logged step, for the replay
+                tape.log(model.state_log_probs(theta, cfg.activation).exp().numpy(), explored[None])
         if step == cfg.steps:
             break
         with torch.no_grad():
@@ -104,6 +105,9 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
         states, actions, mask = batch.states[0], batch.actions[0], batch.mask[0]
         explored += np.bincount(states[mask].numpy(), minlength=lake.n_states)
         reached = torch.from_numpy(lake.goal[episodes.final]).double()
+        if logged(step, cfg):  # the replay shows the episodes that reached the goal as chosen
+            goal = lake.goal[episodes.final][None]  # (1, B)
+            tape.batch(batch, batch, keep={"chosen": goal, "rejected": ~goal})
         rewards = reached - hp["step_penalty"] * torch.from_numpy(episodes.lengths).double()
         old = table[states, actions]  # (B, T) the sampling policy's log-probs
         advantages = _advantages(rl.advantage, rewards, G, hp, values, states, mask, cfg.gamma)
@@ -126,7 +130,7 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
     with torch.no_grad():
         policy = model.state_log_probs(theta, cfg.activation).exp().numpy()
         error = model.state_param_error(theta, target).numpy()
-    return MethodResult([rows], explored[None], error, policy, np.stack(replay)[None])
+    return MethodResult([rows], explored[None], error, policy, tape.data())
 
 
 def train_online(setup: Setup, method: str, seed_index: list[int] | None = None) -> MethodResult:
@@ -160,15 +164,16 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
     rows: list[list[dict]] = [[] for _ in idx]
     batch_metrics: list[dict] = [{} for _ in idx]
     row = torch.arange(N)[:, None, None]
-    replay: list[np.ndarray] = []
+    tape = Tape()
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             found_rows = exact_metrics(setup, theta.views(), target, explored)
             for n, metrics in enumerate(found_rows):
                 rows[n].append({"step": step, **metrics, "online_fallback": 0.0,
                                 **batch_metrics[n]})  # fmt: skip
-            with torch.no_grad():
-                replay.append(model.state_log_probs(theta.views(), cfg.activation).exp().numpy())
+            with torch.no_grad():  # the policy tables at this logged step, for the replay
+                tables = model.state_log_probs(theta.views(), cfg.activation).exp().numpy()
+            tape.log(tables, explored)
         if step == cfg.steps:
             break
         with torch.no_grad():
@@ -180,6 +185,9 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
         for n in range(N):
             explored[n] += np.bincount(states[n][mask[n]].numpy(), minlength=S)
         reached = torch.from_numpy(lake.goal[episodes.final]).double().view(N, B)
+        if logged(step, cfg):  # the replay shows the episodes that reached the goal as chosen
+            goal = lake.goal[episodes.final].reshape(N, B)
+            tape.batch(batch, batch, keep={"chosen": goal, "rejected": ~goal})
         lengths = torch.from_numpy(episodes.lengths).double().view(N, B)
         rewards = reached - hp["step_penalty"] * lengths
         old = table[row, states, actions]  # (N, B, T)
@@ -215,7 +223,7 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
         params = theta.views()
         policy = model.state_log_probs(params, cfg.activation).exp().numpy()
         error = model.state_param_error(params, target).numpy()
-    return MethodResult(rows, explored, error, policy, np.stack(replay, 1))
+    return MethodResult(rows, explored, error, policy, tape.data())
 
 
 def _check_finite(method: str, seeds: list[int], step: int, total, theta, values) -> None:

@@ -190,7 +190,7 @@ def _warm_up() -> None:
 
 def _write_cell(out: Path, config, method: str, seed: int, r: MethodResult, n: int) -> None:
     """The replay first, then the cell: a cell present means its replay is there too."""
-    write_replay(out, method, seed, [row["step"] for row in r.rows[n]], r.policies[n])
+    write_replay(out, method, seed, [row["step"] for row in r.rows[n]], r.replay, row=n)
     write_cell(
         out,
         config.fingerprint(),

@@ -46,6 +46,7 @@ from lakelab.mlp.experiment import (
 )
 from lakelab.mlp.metrics import exact_metrics
 from lakelab.mlp.optim import Adam
+from lakelab.mlp.replay import Tape
 from lakelab.mlp.sampling import sample_plain
 from lakelab.registry import SequenceLogps, compute_objective, get_objective
 from lakelab.residual import temporal_residual
@@ -78,13 +79,13 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
     banned = {t.key() for t in chosen_pool}  # a rejected trajectory is never a chosen one
 
     explored = np.zeros(lake.n_states)  # input mass trained on so far: the explored grid
-    rows, batch_metrics, fallbacks, replay = [], {}, 0.0, []
+    rows, batch_metrics, fallbacks, tape = [], {}, 0.0, Tape()
     for step in range(cfg.steps + 1):
         if logged(step, cfg):
             metrics = exact_metrics(setup, theta, target, explored[None])[0]
             rows.append({"step": step, **metrics, "online_fallback": fallbacks, **batch_metrics})
             with torch.no_grad():  # the policy table at this logged step, for the replay
-                replay.append(model.state_log_probs(theta, cfg.activation)[0].exp().numpy())
+                tape.log(model.state_log_probs(theta, cfg.activation).exp().numpy(), explored[None])
         if step == cfg.steps:
             break
 
@@ -99,6 +100,8 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
                 lake, probs, banned, offline_pool, cfg.batch_size, online_rng, cfg.max_len
             )
             fallbacks += missing
+        if logged(step, cfg):  # the batch this logged step trains on, for the replay
+            tape.batch(to_batch([chosen]), None if rejected is None else to_batch([rejected]))
 
         logps, used = sequence_logps(setup, method, hp, theta, theta0, chosen, rejected)
         explored += used
@@ -114,12 +117,13 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
                 "parameters; lower lr or the objective's hyper-parameters"
             )
         if logged(step + 1, cfg):  # this step's batch metrics go with the next log
-            batch_metrics = {f"batch/{k}": v for k, v in metrics.items()}
+            batch_metrics = {"batch/loss": loss.item()}
+            batch_metrics |= {f"batch/{k}": v for k, v in metrics.items()}
 
     with torch.no_grad():
         policy = model.state_log_probs(theta, cfg.activation).exp().numpy()
         error = model.state_param_error(theta, target).numpy()
-    return MethodResult([rows], explored[None], error, policy, np.stack(replay)[None])
+    return MethodResult([rows], explored[None], error, policy, tape.data())
 
 
 def online_negatives(
