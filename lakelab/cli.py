@@ -161,6 +161,11 @@ def _lake(args: argparse.Namespace) -> int:
     with progress_bar("fine-tuning", "step", quiet=args.quiet) as progress:
         paths = run_lake(config, args.out, progress=progress, workers=args.workers)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    import pandas as pd
+
+    from lakelab.mlp.alarms import alarms, format_alarms
+
+    print(format_alarms(alarms(pd.read_csv(paths["metrics"]), batch_size=config.batch_size)))
     return 0
 
 

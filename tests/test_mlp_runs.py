@@ -112,15 +112,21 @@ def test_resume_skips_finished_cells_and_redoes_broken_ones(finished, tmp_path, 
     run_lake(SMALL, out)  # everything finished: nothing trains
     assert trained == []
     assert (out / "metrics.csv").read_bytes() == before
-    # a truncated cell and a cell from another protocol are not taken as finished
+    # a truncated cell, a cell from another protocol and one from a lakelab that logged
+    # fewer metrics (no optimality) are not taken as finished
     cell = runs.cell_path(out, "dpo", 1)
     cell.write_text(cell.read_text()[:100])
     other = runs.cell_path(out, "sft", 0)
     data = json.loads(other.read_text())
     data["protocol"] = "something else"
     other.write_text(json.dumps(data))
+    older = runs.cell_path(out, "sft", 1)
+    data = json.loads(older.read_text())
+    for row in data["rows"]:
+        del row["optimality"]
+    older.write_text(json.dumps(data))
     run_lake(SMALL, out)
-    assert sorted(trained) == [("dpo", (1,)), ("sft", (0,))]
+    assert sorted(trained) == [("dpo", (1,)), ("sft", (0, 1))]
     # recomputed, same numbers (a seed trained alone equals its batched run up to rounding)
     pd.testing.assert_frame_equal(
         pd.read_csv(out / "metrics.csv"), pd.read_csv(io.BytesIO(before)), rtol=1e-9

@@ -50,11 +50,14 @@ SUMMARY_METRICS = (
 
 
 def load_cell(path: Path, config: LakeConfig, method: str, seed: int) -> dict | None:
-    """A finished cell's content, or None if missing, unreadable or from another protocol."""
+    """A finished cell's content, or None if missing, unreadable, from another protocol, or
+    from a lakelab that logged fewer metrics (it is then recomputed)."""
     cell = read_cell(
         path, config.fingerprint(), method, seed, n_logs(config.steps, config.log_every)
     )
     if cell is None or not all(k in cell for k in ("explored", "state_error", "final_policy")):
+        return None
+    if not all(k in row for row in cell["rows"] for k in SUMMARY_METRICS):
         return None
     return cell
 
