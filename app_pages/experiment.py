@@ -5,7 +5,8 @@ Settings start from the ``quick`` preset. A run goes through ``lakelab.mlp.runs.
 resumable: more seeds or objectives train only what is missing, results already on disk show
 at once, and an interrupted run keeps every finished (objective, seed) cell. The page shows
 the run's figure (curves with 95% bands, explored grids per objective), the final table, a
-chosen metric per seed, and downloads of the files ``run_lake`` wrote.
+chosen metric per seed, downloads of the files ``run_lake`` wrote, and the run's replay with
+TRL's proxies beside the exact truth (``app_pages/replay.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import streamlit as st
 from PIL import Image
 
 from app_pages.common import hparam_inputs, init, method_entry, show_error, single_threaded_torch
+from app_pages.replay import show_replay
 from lakelab.mlp.config import CHOSEN_MODES, NEGATIVE_MODES, LakeConfig, config_from_dict, preset
 from lakelab.mlp.runs import SUMMARY_METRICS, load_cell, run_lake, write_reports
 from lakelab.registry import OBJECTIVES
@@ -154,6 +156,7 @@ def show_results(config_json: str, out: str, just_written: bool = False) -> None
     st.caption(f"Final {metric} per seed")
     final = r["metrics"][r["metrics"]["step"] == config["steps"]]
     st.dataframe(final.pivot(index="seed", columns="method", values=metric))
+    show_replay(config_json, out, r["metrics"])
 
 
 single_threaded_torch()

@@ -246,7 +246,7 @@ def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     assert labels == [
         f"Download {f}" for f in ("metrics.csv", "summary.csv", "figure.png", "config.json")
     ]
-    assert len(app.image) == 1  # figure.png
+    assert len(app.image) == 2  # figure.png and the replay's frame
 
     # bad input: lakelab's message, and the finished results stay on the page
     app.number_input(key="exp_hp_dpo_beta").set_value(0.0).run()
@@ -262,7 +262,7 @@ def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     app.text_area(key="exp_extra").input("{}")
     app.text_input(key="exp_lake").input("two-paths")
     app.number_input(key="exp_hp_dpo_beta").set_value(0.5).run()
-    assert not app.error and not app.button
+    assert not app.error and [b.key for b in app.button] == ["run_replay_play", "run_replay_gif"]
     assert app.dataframe[1].value.loc[0, "sft"] == pytest.approx(final["sft"]["success"])
 
     # one more seed: run_lake resumes the same directory and trains only the new cells
@@ -272,6 +272,68 @@ def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
     assert cell_path(out, "sft", 0).stat().st_mtime_ns == stamp
     assert list(app.dataframe[1].value.index) == [0, 1]
     assert app.dataframe[0].value.loc["sft", "seeds"] == 2
+
+
+@pytest.mark.slow  # trains a short run
+def test_experiment_replay_slider_changes_the_picture_to_the_runs_numbers(start, tmp_path):
+    import streamlit as st
+
+    app = start(EXPERIMENT)
+    app.multiselect(key="exp_methods").set_value(["sft", "dpo"])
+    app.radio(key="exp_chosen").set_value("single")
+    app.radio(key="exp_negatives").set_value("offline")
+    app.number_input(key="exp_seeds").set_value(1)
+    app.number_input(key="exp_steps").set_value(40).run()
+    app.button(key="run_experiment").click().run()
+    assert not app.exception and not app.error
+    (out,) = tmp_path.iterdir()
+    metrics = pd.read_csv(out / "metrics.csv")
+    slider = app.select_slider(key="exp_replay_step")
+    assert list(slider.options) == ["0", "20", "40"] and slider.value == 0
+
+    def shown() -> tuple[bytes, pd.DataFrame]:
+        return app.image[1].value, app.dataframe[2].value  # the frame, the step's numbers
+
+    def logged(step: int, column: str) -> pd.Series:
+        rows = metrics[(metrics.step == step) & (metrics.seed == 0)]
+        return rows.set_index("method")[column]
+
+    first, numbers = shown()
+    assert list(numbers.columns) == ["sft", "dpo"]
+    pd.testing.assert_series_equal(numbers.loc["success"], logged(0, "success"), check_names=False)
+    assert (numbers.loc[[r for r in numbers.index if "net" in r]] == 0).all().all()  # step 0
+    for step in (40, 20):
+        app.select_slider(key="exp_replay_step").set_value(step).run()
+        assert not app.exception
+        frame, numbers = shown()
+        assert frame != first  # another picture
+        for column in ("success", "logp_optimal", "batch/rewards/margins"):
+            pd.testing.assert_series_equal(
+                numbers.loc[column].dropna(), logged(step, column).dropna(), check_names=False
+            )
+        net = numbers.loc[["optimal net", "other safe net", "hole-risking net"]]
+        assert np.allclose(net.sum(), 0, atol=1e-6) and (net.abs().sum() > 0.01).all()
+    # the alarms are lakelab's, for this run's metrics
+    from lakelab.mlp.alarms import alarms
+
+    found = alarms(metrics, batch_size=32)
+    assert ("dpo", "displaced") in [(a.method, a.kind) for a in found]  # DPO on one route
+    assert [w.value.split(": ", 1)[1] for w in app.warning] == [a.message for a in found]
+    # play: every frame from the slider's step (20) to the end; the last one stays
+    app.button(key="run_replay_play").click().run()
+    assert not app.exception and app.image[1].captions[0].startswith("step 40: seed 0.")
+    app.button(key="run_replay_gif").click().run()
+    gif = app.get("download_button")[-1]
+    assert gif.proto.label == "Download replay.gif"
+    # a run directory without dpo's replay data (an older lakelab): a message, sft replays
+    (out / "replay" / "dpo-seed0.npz").unlink()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    app.run()
+    assert not app.exception and not app.error
+    assert any("No replay for dpo" in w.value and "kept none" in w.value for w in app.warning)
+    assert list(app.dataframe[2].value.columns) == ["sft"]
+    assert list(app.dataframe[0].value.index) == ["sft", "dpo"]  # the rest of the page stays
 
 
 # -- LM page ----------------------------------------------------------------------------------

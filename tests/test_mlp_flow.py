@@ -59,6 +59,14 @@ def test_the_flow_of_a_hand_made_change():
     w = np.zeros(lake.n_states)
     w[[0, below]] = [3.0, 1.0]
     np.testing.assert_allclose(mass_moved(flow, w), [-0.1875, 0.15, 0.0375], atol=1e-15)
+    # mass going to the optimal action in one state and away from it in another
+    after[below, DOWN], after[below, RIGHT] = 0.40, 0.10  # +0.15 optimal, -0.15 hole-risking
+    flow = mass_flow(before, after, kinds)
+    np.testing.assert_allclose(mass_moved(flow, w), [-0.1125, 0.15, -0.0375], atol=1e-15)
+    np.testing.assert_allclose(mass_moved(flow, w, "gained"), [0.0375, 0.15, 0], atol=1e-15)
+    np.testing.assert_allclose(mass_moved(flow, w, "lost"), [0.15, 0, 0.0375], atol=1e-15)
+    with pytest.raises(ValueError, match="part must be one of"):
+        mass_moved(flow, w, "total")
 
 
 def test_flow_sums_to_zero_and_is_batched():

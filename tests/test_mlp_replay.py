@@ -73,3 +73,36 @@ def test_a_run_without_replay_data_says_so(tmp_path):
 def _follow(lake, state: int, action: int) -> int:
     """Where an intended (deterministic) move leads."""
     return int(lake.P[state, action].argmax())
+
+
+@pytest.mark.slow  # a short run, then every frame drawn
+def test_the_replay_draws_each_step_and_its_gif_has_one_frame_per_logged_step(tmp_path):
+    import io
+
+    from matplotlib.collections import LineCollection
+    from PIL import Image
+
+    from lakelab.mlp.config import make_lake
+    from lakelab.mlp.flow import action_classes, optimum_weights
+    from lakelab.mlp.replay_plot import replay_figure, replay_gif
+    from lakelab.solver import soft_value_iteration
+
+    config = CONFIG.replace(seeds=1, steps=30)
+    run_lake(config, tmp_path)
+    lake = make_lake(config.lake)
+    replays = {m: load_replay(tmp_path, m, 0) for m in config.methods}
+    kinds = action_classes(lake, gamma=config.gamma)
+    pi_star = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma).policy
+    weights = optimum_weights(lake, pi_star, gamma=config.gamma)
+    fig = replay_figure(lake, replays, 10, classes=kinds, weights=weights)
+    (ax,) = fig.axes
+    assert len(ax.texts) == 3 * len(replays)  # three panel titles per method
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    drawn = sum(len(c.get_segments()) for c in lines[:2])  # chosen, then rejected paths
+    assert drawn == sum(len(r.paths(10, k)) for r in replays.values() for k in KINDS)
+    plain = replay_figure(lake, replays, 10, classes=kinds, weights=weights, labels=False)
+    assert [t.get_text() for t in plain.axes[0].texts] == [
+        f"{m}: policy, explored" for m in config.methods
+    ]
+    gif = Image.open(io.BytesIO(replay_gif(lake, replays, classes=kinds, weights=weights)))
+    assert gif.format == "GIF" and gif.n_frames == len(replays["sft"].steps) == 4

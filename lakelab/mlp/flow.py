@@ -16,7 +16,8 @@ the three kinds of action are known exactly:
 
     classes = action_classes(lake, gamma=0.9)     # [S, A]: 0, 1, 2 (-1 on terminal states)
     flow = mass_flow(pi_0, pi_t, classes)         # [..., S, 3]
-    mass_moved(flow, weights)                     # [..., 3]: weighted over states
+    mass_moved(flow, weights)                     # [..., 3]: weighted over states (net)
+    mass_moved(flow, weights, "gained")           # only the gains (and "lost": the losses)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lakelab.solver import TIE_TOL, state_visitation, value_iteration
 __all__ = ["KINDS", "action_classes", "mass_flow", "mass_moved", "optimum_weights"]
 
 KINDS = ("optimal", "other safe", "hole-risking")
+PARTS = ("net", "gained", "lost")
 OPTIMAL, SAFE, RISKY = range(3)
 
 
@@ -59,8 +61,16 @@ def mass_flow(before: np.ndarray, after: np.ndarray, classes: np.ndarray) -> np.
     return np.stack([(change * (classes == k)).sum(-1) for k in range(len(KINDS))], -1)
 
 
-def mass_moved(flow: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``flow`` [..., S, 3] averaged over states with ``weights`` [S] (normalised): [..., 3]."""
+def mass_moved(flow: np.ndarray, weights: np.ndarray, part: str = "net") -> np.ndarray:
+    """``flow`` [..., S, 3] averaged over states with ``weights`` [S] (normalised): [..., 3].
+
+    ``part``: "net" (gains and losses cancel across states), "gained" (only the states where
+    a kind gained) or "lost" (only where it lost, as a positive number). A policy that moves
+    mass to the optimal action in one state and away from it in another shows a small net
+    change but both parts."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    flow = {"net": flow, "gained": np.maximum(flow, 0), "lost": np.maximum(-flow, 0)}[part]
     weights = np.asarray(weights, dtype=float)
     return np.einsum("...sk,s->...k", flow, weights / weights.sum())
 

@@ -1,0 +1,187 @@
+"""The replay of a finished Frozen Lake run, on the experiment page (not a page of its own).
+
+A step slider picks one of the run's logged steps; for that step, per method side by side
+(``lakelab.mlp.replay_plot``): the policy's arrows over the explored mass, the batch's chosen
+and rejected trajectories, and where the probability went since step 0
+(``lakelab.mlp.flow``); below, that step's numbers from the run's own files, TRL's proxies
+beside the exact truth on one time axis, and the alarms (``lakelab.mlp.alarms``). A play
+button steps through the replay and a GIF of it downloads for slides.
+
+Each frame is cached: once the run is loaded, moving the slider back to a step costs a cache
+lookup, and a new step one frame (speed: docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_pages.common import init, png
+from lakelab.mlp.alarms import alarms
+from lakelab.mlp.config import config_from_dict, make_lake
+from lakelab.mlp.flow import KINDS, PARTS, action_classes, mass_flow, mass_moved, optimum_weights
+from lakelab.mlp.replay import load_replay
+from lakelab.mlp.replay_plot import replay_figure, replay_gif
+from lakelab.solver import soft_value_iteration
+
+PROXIES = ("batch/rewards/margins", "batch/rewards/accuracies", "batch/logps/chosen",
+           "batch/logps/rejected")  # fmt: skip
+"""TRL's names for what a preference run logs about its batches."""
+TRUTH = ("success", "optimality", "kl_visitation", "logp_optimal", "logp_suboptimal")
+"""What only an exact judge knows: success probability, V^pi/V*, KL to pi*, route log-probs."""
+PLAY_SECONDS = 0.3  # per frame
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def loaded(config_json: str, out: str, seed: int) -> dict:
+    """Everything the replay of one seed needs, read once: the lake, the action kinds and
+    weights of the flow, each method's replay. Methods without replay data are named in
+    ``missing`` with lakelab's message; the others still replay."""
+    config = config_from_dict(json.loads(config_json))
+    lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
+    optimum = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma)
+    replays, missing = {}, {}
+    for method in config.methods:
+        try:
+            replays[method] = load_replay(out, method, seed)
+        except ValueError as err:
+            missing[method] = str(err)
+    return {
+        "lake": lake,
+        "classes": action_classes(lake, gamma=config.gamma),
+        "weights": optimum_weights(lake, optimum.policy, gamma=config.gamma),
+        "replays": replays,
+        "missing": missing,
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def frame(config_json: str, out: str, seed: int, step: int) -> bytes:
+    """The replay's picture at ``step`` as PNG bytes."""
+    data = loaded(config_json, out, seed)
+    fig = replay_figure(data["lake"], data["replays"], step, classes=data["classes"],
+                        weights=data["weights"], labels=False)  # fmt: skip
+    return png(fig, dpi=80)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def gif(config_json: str, out: str, seed: int) -> bytes:
+    data = loaded(config_json, out, seed)
+    return replay_gif(data["lake"], data["replays"], classes=data["classes"],
+                      weights=data["weights"])  # fmt: skip
+
+
+def step_numbers(metrics: pd.DataFrame, data: dict, seed: int, step: int) -> pd.DataFrame:
+    """Per method, at ``step`` of ``seed``: the truth and the proxies as logged in
+    metrics.csv, and the probability the flow moved since step 0 (pi*-weighted)."""
+    rows = metrics[(metrics["seed"] == seed) & (metrics["step"] == step)].set_index("method")
+    table = rows[[c for c in (*TRUTH, *PROXIES) if c in rows]].copy()
+    for method, replay in data["replays"].items():
+        flow = mass_flow(replay.policies[0], replay.at(step), data["classes"])
+        for part in PARTS:
+            moved = mass_moved(flow, data["weights"], part)
+            for kind, value in zip(KINDS, moved, strict=True):
+                table.loc[method, f"{kind} {part}"] = value
+    return table.loc[list(data["replays"])]
+
+
+def proxies_chart(metrics: pd.DataFrame, step: int) -> dict:
+    """Vega-Lite: each proxy and truth column, mean over seeds, per method on one time axis,
+    with the slider's step as a rule."""
+    columns = [c for c in (*TRUTH, *PROXIES) if c in metrics]
+    mean = metrics.groupby(["method", "step"], sort=False)[columns].mean().reset_index()
+    long = mean.melt(["method", "step"], var_name="metric").dropna()
+    long["kind"] = np.where(long["metric"].isin(PROXIES), "proxy (TRL)", "truth (exact)")
+    long["metric"] = long["kind"] + ": " + long["metric"].str.removeprefix("batch/")
+    return {
+        "data": {"values": long.to_dict("records")},
+        "facet": {"field": "metric", "type": "nominal", "title": None, "sort": None},
+        "columns": 5,
+        "resolve": {"scale": {"y": "independent"}},
+        "spec": {
+            "width": 170,
+            "height": 110,
+            "layer": [
+                {
+                    "mark": {"type": "line", "point": {"size": 12}},
+                    "encoding": {
+                        "x": {"field": "step", "type": "quantitative"},
+                        "y": {
+                            "field": "value",
+                            "type": "quantitative",
+                            "title": None,
+                            "scale": {"zero": False},
+                        },
+                        "color": {"field": "method", "type": "nominal", "sort": None},
+                    },
+                },
+                {"mark": {"type": "rule", "color": "gray"}, "encoding": {"x": {"datum": step}}},
+            ],
+        },
+    }
+
+
+@st.fragment  # the replay's widgets rerun only this part of the page
+def show_replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
+    config = json.loads(config_json)
+    st.subheader("Replay: watch the policies change")
+    seeds = sorted(metrics["seed"].unique().tolist())
+    left, right = st.columns([1, 4])
+    seed = left.selectbox("Seed", seeds, key=init("exp_replay_seed", seeds[0]))
+    if seed not in seeds:  # a stored choice from another run
+        seed = seeds[0]
+    data = loaded(config_json, out, seed)
+    for method, message in data["missing"].items():
+        st.warning(f"No replay for {method}: {message}", icon=":material/history:")
+    if not data["replays"]:
+        return
+    steps = next(iter(data["replays"].values())).steps.tolist()
+    key = init("exp_replay_step", steps[0])
+    if st.session_state[key] not in steps:  # a stored step of another run
+        st.session_state[key] = steps[0]
+    step = right.select_slider("Step", steps, key=key, help="the logged steps of the run")
+    buttons = st.columns([1, 1, 4])
+    play = buttons[0].button("Play", key="run_replay_play", icon=":material/play_arrow:")
+    if buttons[1].button("GIF for slides", key="run_replay_gif", icon=":material/movie:"):
+        with st.spinner(f"drawing {len(steps)} frames ..."):
+            st.session_state["replay_gif"] = (config_json, seed, gif(config_json, out, seed))
+    made = st.session_state.get("replay_gif")
+    if made is not None and made[:2] == (config_json, seed):
+        buttons[2].download_button(
+            "Download replay.gif",
+            made[2],
+            file_name="replay.gif",
+            mime="image/gif",
+            key="download_gif",
+            on_click="ignore",  # a download changes nothing: no re-run
+        )
+    picture = st.empty()
+    caption = (
+        f"seed {seed}. Top: each method's policy (arrows, length = probability) over the "
+        "share of inputs trained on so far. Middle: the trajectories this step trains on, "
+        "chosen green, rejected red (RL methods: the episodes that reached the goal, and the "
+        "others). Bottom: probability gained (up) or lost (down) since step 0 by the optimal "
+        "(green), other safe (blue) and hole-risking (red) actions in each cell"
+    )
+    if play:
+        for s in steps[steps.index(step) :]:
+            picture.image(frame(config_json, out, seed, s), caption=f"step {s}: {caption}")
+            time.sleep(PLAY_SECONDS)
+    else:
+        picture.image(frame(config_json, out, seed, step), caption=caption)
+    st.caption(
+        f"Step {step}, seed {seed}: the exact truth, TRL's proxies (from the batch of the step "
+        "before) and the mass moved since step 0, weighted by pi*'s visits"
+    )
+    st.dataframe(step_numbers(metrics, data, seed, step).T)  # a column per method
+    st.subheader("TRL's proxies beside the exact truth")
+    found = alarms(metrics, batch_size=config["batch_size"])
+    for alarm in found:
+        st.warning(f"**{alarm.method}** ({alarm.kind}): {alarm.message}", icon=":material/warning:")
+    if not found:
+        st.success("No alarm: the proxies and the exact truth agree.", icon=":material/check:")
+    st.vega_lite_chart(proxies_chart(metrics, step))
