@@ -22,11 +22,8 @@ import streamlit as st
 
 from app_pages.common import init, png
 from lakelab.mlp.alarms import alarms
-from lakelab.mlp.config import config_from_dict, make_lake
-from lakelab.mlp.flow import KINDS, PARTS, action_classes, mass_flow, mass_moved, optimum_weights
-from lakelab.mlp.replay import load_replay
-from lakelab.mlp.replay_plot import replay_figure, replay_gif
-from lakelab.solver import soft_value_iteration
+from lakelab.mlp.flow import KINDS, PARTS, mass_flow, mass_moved
+from lakelab.mlp.replay_plot import RunReplay, load_run
 
 PROXIES = ("batch/rewards/margins", "batch/rewards/accuracies", "batch/logps/chosen",
            "batch/logps/rejected")  # fmt: skip
@@ -37,97 +34,88 @@ PLAY_SECONDS = 0.3  # per frame
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def loaded(config_json: str, out: str, seed: int) -> dict:
-    """Everything the replay of one seed needs, read once: the lake, the action kinds and
-    weights of the flow, each method's replay. Methods without replay data are named in
-    ``missing`` with lakelab's message; the others still replay."""
-    config = config_from_dict(json.loads(config_json))
-    lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
-    optimum = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma)
-    replays, missing = {}, {}
-    for method in config.methods:
-        try:
-            replays[method] = load_replay(out, method, seed)
-        except ValueError as err:
-            missing[method] = str(err)
-    return {
-        "lake": lake,
-        "classes": action_classes(lake, gamma=config.gamma),
-        "weights": optimum_weights(lake, optimum.policy, gamma=config.gamma),
-        "replays": replays,
-        "missing": missing,
-    }
+def loaded(config_json: str, out: str, seed: int) -> RunReplay | str:
+    """Everything the replay of one seed needs, read once (``lakelab.mlp.replay_plot``);
+    lakelab's message if no method of the run has replay data. ``config_json`` keys the
+    cache: a run directory's config may grow (more methods or seeds)."""
+    try:
+        return load_run(out, seed, list(json.loads(config_json)["methods"]))
+    except ValueError as err:
+        return str(err)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def frame(config_json: str, out: str, seed: int, step: int) -> bytes:
     """The replay's picture at ``step`` as PNG bytes."""
-    data = loaded(config_json, out, seed)
-    fig = replay_figure(data["lake"], data["replays"], step, classes=data["classes"],
-                        weights=data["weights"], labels=False)  # fmt: skip
-    return png(fig, dpi=80)
+    return png(loaded(config_json, out, seed).figure(step, labels=False), dpi=80)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def gif(config_json: str, out: str, seed: int) -> bytes:
-    data = loaded(config_json, out, seed)
-    return replay_gif(data["lake"], data["replays"], classes=data["classes"],
-                      weights=data["weights"])  # fmt: skip
+    return loaded(config_json, out, seed).gif()
 
 
-def step_numbers(metrics: pd.DataFrame, data: dict, seed: int, step: int) -> pd.DataFrame:
+def step_numbers(metrics: pd.DataFrame, data: RunReplay, seed: int, step: int) -> pd.DataFrame:
     """Per method, at ``step`` of ``seed``: the truth and the proxies as logged in
     metrics.csv, and the probability the flow moved since step 0 (pi*-weighted)."""
     rows = metrics[(metrics["seed"] == seed) & (metrics["step"] == step)].set_index("method")
     table = rows[[c for c in (*TRUTH, *PROXIES) if c in rows]].copy()
-    for method, replay in data["replays"].items():
-        flow = mass_flow(replay.policies[0], replay.at(step), data["classes"])
+    for method, replay in data.replays.items():
+        flow = mass_flow(replay.policies[0], replay.at(step), data.classes)
         for part in PARTS:
-            moved = mass_moved(flow, data["weights"], part)
+            moved = mass_moved(flow, data.weights, part)
             for kind, value in zip(KINDS, moved, strict=True):
                 table.loc[method, f"{kind} {part}"] = value
-    return table.loc[list(data["replays"])]
+    return table.loc[list(data.replays)]
 
 
-def proxies_chart(metrics: pd.DataFrame, step: int) -> dict:
-    """Vega-Lite: each proxy and truth column, mean over seeds, per method on one time axis,
-    with the slider's step as a rule."""
+def proxies_chart(metrics: pd.DataFrame) -> dict:
+    """Vega-Lite: each proxy and truth column, mean over seeds, per method on one time axis."""
     columns = [c for c in (*TRUTH, *PROXIES) if c in metrics]
     mean = metrics.groupby(["method", "step"], sort=False)[columns].mean().reset_index()
     long = mean.melt(["method", "step"], var_name="metric").dropna()
     long["kind"] = np.where(long["metric"].isin(PROXIES), "proxy (TRL)", "truth (exact)")
     long["metric"] = long["kind"] + ": " + long["metric"].str.removeprefix("batch/")
+    order = [f"truth (exact): {c}" for c in TRUTH] + [
+        f"proxy (TRL): {c.removeprefix('batch/')}" for c in PROXIES
+    ]  # the truth on the first row, the proxies below
     return {
         "data": {"values": long.to_dict("records")},
-        "facet": {"field": "metric", "type": "nominal", "title": None, "sort": None},
+        "facet": {"field": "metric", "type": "nominal", "title": None, "sort": order},
         "columns": 5,
         "resolve": {"scale": {"y": "independent"}},
         "spec": {
-            "width": 170,
-            "height": 110,
-            "layer": [
-                {
-                    "mark": {"type": "line", "point": {"size": 12}},
-                    "encoding": {
-                        "x": {"field": "step", "type": "quantitative"},
-                        "y": {
-                            "field": "value",
-                            "type": "quantitative",
-                            "title": None,
-                            "scale": {"zero": False},
-                        },
-                        "color": {"field": "method", "type": "nominal", "sort": None},
-                    },
+            "width": 125,
+            "height": 100,
+            "mark": {"type": "line", "point": {"size": 12}},
+            "encoding": {
+                "x": {"field": "step", "type": "quantitative"},
+                "y": {
+                    "field": "value",
+                    "type": "quantitative",
+                    "title": None,
+                    "scale": {"zero": False},
                 },
-                {"mark": {"type": "rule", "color": "gray"}, "encoding": {"x": {"datum": step}}},
-            ],
+                "color": {"field": "method", "type": "nominal", "sort": None},
+            },
         },
     }
 
 
-@st.fragment  # the replay's widgets rerun only this part of the page
 def show_replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
-    config = json.loads(config_json)
+    """The replay (a fragment: its widgets rerun only it), then the proxies beside the truth."""
+    replay(config_json, out, metrics)
+    st.subheader("TRL's proxies beside the exact truth")
+    found = alarms(metrics, batch_size=json.loads(config_json)["batch_size"])
+    for alarm in found:
+        st.warning(f"**{alarm.method}** ({alarm.kind}): {alarm.message}", icon=":material/warning:")
+    if not found:
+        st.success("No alarm: the proxies and the exact truth agree.", icon=":material/check:")
+    st.vega_lite_chart(proxies_chart(metrics))
+
+
+@st.fragment  # the replay's widgets rerun only this part of the page
+def replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     st.subheader("Replay: watch the policies change")
     seeds = sorted(metrics["seed"].unique().tolist())
     left, right = st.columns([1, 4])
@@ -135,11 +123,12 @@ def show_replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     if seed not in seeds:  # a stored choice from another run
         seed = seeds[0]
     data = loaded(config_json, out, seed)
-    for method, message in data["missing"].items():
-        st.warning(f"No replay for {method}: {message}", icon=":material/history:")
-    if not data["replays"]:
+    if isinstance(data, str):  # no replay data at all: lakelab's message, the page goes on
+        st.warning(data, icon=":material/history:")
         return
-    steps = next(iter(data["replays"].values())).steps.tolist()
+    for method, message in data.missing.items():
+        st.warning(f"No replay for {method}: {message}", icon=":material/history:")
+    steps = next(iter(data.replays.values())).steps.tolist()
     key = init("exp_replay_step", steps[0])
     if st.session_state[key] not in steps:  # a stored step of another run
         st.session_state[key] = steps[0]
@@ -178,10 +167,8 @@ def show_replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
         "before) and the mass moved since step 0, weighted by pi*'s visits"
     )
     st.dataframe(step_numbers(metrics, data, seed, step).T)  # a column per method
-    st.subheader("TRL's proxies beside the exact truth")
-    found = alarms(metrics, batch_size=config["batch_size"])
-    for alarm in found:
-        st.warning(f"**{alarm.method}** ({alarm.kind}): {alarm.message}", icon=":material/warning:")
-    if not found:
-        st.success("No alarm: the proxies and the exact truth agree.", icon=":material/check:")
-    st.vega_lite_chart(proxies_chart(metrics, step))
+    # draw the neighbouring frames now, after this one is on screen: the next slider move
+    # finds them cached
+    i = steps.index(step)
+    for s in steps[i + 1 : i + 2] + steps[max(i - 1, 0) : i]:
+        frame(config_json, out, seed, s)

@@ -77,6 +77,17 @@ def child(page: str, repeats: int) -> dict[str, float]:
         out["run"] = time.perf_counter() - start
         if at.exception or at.error or not at.dataframe:
             raise RuntimeError(f"the run failed: {at.exception or at.error}")
+    if page == "experiment":  # the replay of the run just shown: its step slider
+        slider = at.select_slider(key="exp_replay_step")
+        steps = [int(s) for s in slider.options]
+        out["replay: new step"] = statistics.median(
+            timed(lambda s=s: at.select_slider(key="exp_replay_step").set_value(s).run())
+            for s in steps[1:]
+        )
+        out["replay: step seen before"] = statistics.median(
+            timed(lambda s=s: at.select_slider(key="exp_replay_step").set_value(s).run())
+            for s in steps * repeats
+        )
     change, (new, old) = CHANGES[page]
     out["compute"] = timed(lambda: change(at, new).run())
     out["rerender"] = statistics.median(
@@ -88,6 +99,10 @@ def child(page: str, repeats: int) -> dict[str, float]:
 SHOWN = """([selector, count]) => {
     const found = [...document.querySelectorAll(selector)];
     return found.length === count && found.every(e => e.complete !== false);
+}"""
+CHANGED_SRC = """(before) => {
+    const img = document.querySelectorAll('[data-testid=stImage] img')[1];
+    return img !== undefined && img.src !== before && img.complete;
 }"""
 FIRST_METRIC = """(text) => {
     const value = document.querySelector('[data-testid=stMetricValue]');
@@ -156,9 +171,28 @@ def browser(runs: str, shots: Path | None, repeats: int) -> dict[str, float]:
             out["explorer: open"] = open_page(page, "/explorer", 2)
             if shots:
                 screenshot(page, shots / "app-explorer.png")
-            out["experiment: open, results on disk"] = open_page(page, "/experiment", 1)
+            out["experiment: open, results on disk"] = open_page(page, "/experiment", 2)
             if shots:
                 screenshot(page, shots / "app-experiment.png")
+            # the replay's step slider, by keyboard: until the new frame is on screen
+            thumb = page.get_by_test_id("stSlider").get_by_role("slider")
+            frame = page.get_by_test_id("stImage").nth(1).locator("img")
+            times = {"right": [], "left": []}
+            for key in ["ArrowRight", "ArrowLeft"] * repeats:
+                # from an idle page, as a user who looks at each frame (the script has drawn
+                # the neighbouring frames after the last one appeared)
+                page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+                time.sleep(0.5)
+                before = frame.get_attribute("src")
+                thumb.focus()
+                start = time.perf_counter()
+                thumb.press(key)
+                until(page, CHANGED_SRC, before)
+                times["right" if key == "ArrowRight" else "left"].append(
+                    time.perf_counter() - start
+                )
+            out["experiment: replay slider, next step (median)"] = statistics.median(times["right"])
+            out["experiment: replay slider, back (median)"] = statistics.median(times["left"])
             context.close()
     finally:
         if proc.poll() is None:
@@ -200,6 +234,12 @@ def main() -> None:
         print(
             f"\nThe default experiment run (quick preset, 4 objectives x 3 seeds x 60 steps): "
             f"{rows['experiment']['run']:.1f} s"
+        )
+        replay = rows["experiment"]
+        print(
+            f"Its replay (4 methods), step slider: to a step not drawn yet "
+            f"{replay['replay: new step']:.3f} s (median over the steps), to a step seen "
+            f"before {replay['replay: step seen before']:.3f} s (median of {2 * args.repeats})"
         )
 
         if Path("/usr/bin/chromium").exists():

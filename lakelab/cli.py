@@ -169,6 +169,27 @@ def _lake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lakelab.mlp.replay_plot import load_run
+
+    run = load_run(args.run, args.seed, args.methods)
+    for method, message in run.missing.items():
+        print(f"no replay for {method}: {message}", file=sys.stderr)
+    steps = next(iter(run.replays.values())).steps.tolist()
+    if args.gif:
+        Path(args.gif).write_bytes(run.gif(ms_per_frame=args.ms_per_frame))
+        print(f"wrote {args.gif}: {len(steps)} frames, steps {steps[0]} to {steps[-1]}")
+    if args.png or not args.gif:
+        step = steps[-1] if args.step is None else args.step
+        png = args.png or str(Path(args.run) / f"replay-seed{args.seed}-step{step}.png")
+        run.figure(step, dpi=args.dpi).savefig(png)
+        print(f"wrote {png}")
+    return 0
+
+
 def _lm(args: argparse.Namespace) -> int:
     config = lm_config(args)
     import matplotlib
@@ -295,6 +316,20 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     lm.add_argument("--out", default="results/lm", help="run directory (resumable)")
     lm.add_argument("--quiet", action="store_true", help="no progress bar")
     lm.set_defaults(func=_lm)
+
+    replay = sub.add_parser(
+        "replay",
+        help="draw a lake run's replay: one step as a PNG, or every logged step as a GIF",
+    )
+    replay.add_argument("run", help="a run directory of lakelab lake")
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--methods", nargs="+", help="default: every method of the run")
+    replay.add_argument("--step", type=int, help="the logged step of --png (default: the last)")
+    replay.add_argument("--png", help="write that step's frame here")
+    replay.add_argument("--gif", help="write the whole replay here, one frame per logged step")
+    replay.add_argument("--ms-per-frame", type=int, default=400, help="GIF frame duration")
+    replay.add_argument("--dpi", type=int, default=100, help="resolution of --png")
+    replay.set_defaults(func=_replay)
 
     verify = sub.add_parser(
         "verify", help="check your objective MODULE:FUNCTION against one of lakelab's"

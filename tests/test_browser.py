@@ -164,6 +164,18 @@ def test_experiment_page_runs_and_shows_results(app_url, page, shots):
     expect(page.get_by_role("button", name="Download metrics.csv")).to_be_visible()
     expect(page.get_by_test_id("stImage").first).to_be_visible()
     screenshot(page, shots / "app-experiment.png")
+    # the replay: moving the step slider with the keyboard redraws the frame for step 10
+    frame = page.get_by_test_id("stImage").nth(1).locator("img")
+    expect(frame).to_be_visible()
+    before = frame.get_attribute("src")
+    thumb = page.get_by_test_id("stSlider").get_by_role("slider")
+    expect(thumb).to_have_attribute("aria-valuetext", "0")
+    thumb.focus()
+    thumb.press("ArrowRight")
+    expect(thumb).to_have_attribute("aria-valuetext", "10")
+    expect(frame).not_to_have_attribute("src", before)
+    expect(page.get_by_text("Step 10, seed 0:")).to_be_visible()
+    screenshot(page, shots / "app-replay.png")
 
 
 def test_explorer_page_renders_formulas(app_url, page, shots):

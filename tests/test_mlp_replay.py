@@ -106,3 +106,26 @@ def test_the_replay_draws_each_step_and_its_gif_has_one_frame_per_logged_step(tm
     ]
     gif = Image.open(io.BytesIO(replay_gif(lake, replays, classes=kinds, weights=weights)))
     assert gif.format == "GIF" and gif.n_frames == len(replays["sft"].steps) == 4
+
+
+@pytest.mark.slow  # a short run
+def test_lakelab_replay_writes_a_frame_and_a_gif_and_names_a_bad_step(tmp_path, capsys):
+    from PIL import Image
+
+    from lakelab.cli import main
+
+    run_lake(CONFIG.replace(seeds=1), tmp_path / "run")
+    run = str(tmp_path / "run")
+    assert (
+        main(["replay", run, "--gif", str(tmp_path / "r.gif"), "--png", str(tmp_path / "r.png")])
+        == 0
+    )
+    assert "3 frames, steps 0 to 20" in capsys.readouterr().out
+    assert Image.open(tmp_path / "r.gif").n_frames == 3
+    assert Image.open(tmp_path / "r.png").format == "PNG"
+    assert main(["replay", run, "--step", "7"]) == 2
+    assert "step 7 was not logged; logged: [0, 10, 20]" in capsys.readouterr().err
+    replay_path(tmp_path / "run", "dpo", 0).unlink()  # an older lakelab's run, in part
+    assert main(["replay", run, "--methods", "sft", "dpo"]) == 0
+    assert "no replay for dpo" in capsys.readouterr().err
+    assert (tmp_path / "run" / "replay-seed0-step20.png").exists()

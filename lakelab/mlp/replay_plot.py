@@ -12,6 +12,8 @@
     fig = replay_figure(lake, replays, step, classes=classes, weights=weights)
     gif = replay_gif(lake, replays, classes=classes, weights=weights)   # bytes, one frame per step
 
+    run = load_run(out, seed)   # all of these for a run directory; run.figure(step), run.gif()
+
 Each frame is drawn with few artists (one image per panel, collections for arrows, lines and
 bars) so that a frame takes a fraction of a second.
 """
@@ -19,6 +21,8 @@ bars) so that a frame takes a fraction of a second.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,12 +31,14 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from lakelab.lakes import ACTION_DELTAS, Lake
-from lakelab.mlp.flow import mass_flow, mass_moved
-from lakelab.mlp.replay import Replay
+from lakelab.lakes import ACTION_DELTAS, Lake, make_lake
+from lakelab.mlp.config import LakeConfig
+from lakelab.mlp.flow import action_classes, mass_flow, mass_moved, optimum_weights
+from lakelab.mlp.replay import Replay, load_replay
 from lakelab.plotting import CELL_COLORS
+from lakelab.solver import soft_value_iteration
 
-__all__ = ["PANELS", "replay_figure", "replay_gif"]
+__all__ = ["PANELS", "RunReplay", "load_run", "replay_figure", "replay_gif"]
 
 PANELS = ("policy", "batch", "flow")
 FLOW_COLORS = ("#2e9d4b", "#3a7bd5", "#d7301f")  # optimal, other safe, hole-risking
@@ -40,6 +46,46 @@ GAP = 1  # cells between panels
 SHORT = ("opt", "safe", "holes")  # the flow kinds in panel titles
 PATH_COLORS = {"chosen": "#1a9641", "rejected": "#d7191c"}
 ICE = "#e8f1f8"
+
+
+@dataclass(frozen=True)
+class RunReplay:
+    """One seed of a run directory, ready to draw: its lake, each method's replay, and the
+    action kinds and pi*-weights of ``lakelab.mlp.flow``. ``missing``: the methods without
+    replay data (a run of an older lakelab), with the reason."""
+
+    lake: Lake
+    replays: dict[str, Replay]
+    classes: np.ndarray
+    weights: np.ndarray
+    missing: dict[str, str]
+
+    def figure(self, step: int, **kwargs) -> Figure:
+        return replay_figure(self.lake, self.replays, step, classes=self.classes,
+                             weights=self.weights, **kwargs)  # fmt: skip
+
+    def gif(self, **kwargs) -> bytes:
+        return replay_gif(self.lake, self.replays, classes=self.classes, weights=self.weights,
+                          **kwargs)  # fmt: skip
+
+
+def load_run(out: str | Path, seed: int, methods: list[str] | None = None) -> RunReplay:
+    """The replay of ``seed`` in run directory ``out`` (its config.json), for ``methods``
+    (default: the run's). ValueError if no method has replay data."""
+    config = LakeConfig.load(Path(out) / "config.json")
+    lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
+    optimum = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma)
+    replays, missing = {}, {}
+    for method in config.methods if methods is None else methods:
+        try:
+            replays[method] = load_replay(out, method, seed)
+        except ValueError as err:
+            missing[method] = str(err)
+    if not replays:
+        raise ValueError(next(iter(missing.values()), f"{out}: no methods to replay"))
+    classes = action_classes(lake, gamma=config.gamma)
+    weights = optimum_weights(lake, optimum.policy, gamma=config.gamma)
+    return RunReplay(lake, replays, classes, weights, missing)
 
 
 def replay_figure(
