@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= results
 
-.PHONY: run test test-fast lint bench app clean
+.PHONY: run test test-fast lint bench app notebooks clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lakelab needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -38,6 +38,10 @@ test-fast: lint
 
 app: $(VENV)/.installed
 	$(VENV)/bin/streamlit run app.py
+
+# each notebooks/NN_*.py (jupytext source) to the .ipynb beside it (tests check they agree)
+notebooks: $(VENV)/.installed
+	$(PY) notebooks/build.py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_solver.py

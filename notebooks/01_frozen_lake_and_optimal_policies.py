@@ -21,7 +21,7 @@
 #    state visitation;
 # 4. say what Gymnasium's 100-step time limit does to "optimal" (finite horizons);
 # 5. use soft value iteration, choose its temperature with the bound
-#    `tau * log 4 / (1 - gamma)`, and recognise what happens when you ignore it (exercise 2).
+#    $\tau \log 4 / (1 - \gamma)$, and recognise what happens when you ignore it (exercise 2).
 #
 # Every number here comes from `lakelab` (`lakelab.lakes`, `lakelab.solver`, `lakelab.plotting`);
 # the notebook only calls it and looks at the results. It runs in a few seconds on a CPU.
@@ -66,7 +66,7 @@ print("P:", lake.P.shape, "  R:", lake.R.shape, "  terminal:", np.flatnonzero(la
 ax = draw_lake(lake, title="4x4 Frozen Lake")
 
 # %% [markdown]
-# `lake.P[s, a, s']` is the probability of landing in `s'` after action `a` in state `s`.
+# `lake.P[s, a, s']` is the probability of landing in $s'$ after action $a$ in state $s$.
 # From the start, "Right" goes right, or slips up (into the wall, so stays) or down:
 
 # %%
@@ -76,7 +76,7 @@ for s_next in np.flatnonzero(lake.P[s, a]):
 assert np.allclose(lake.P.sum(axis=-1), 1.0)  # every (s, a) row is a distribution
 
 # %% [markdown]
-# `lake.R[s, a]` is the *expected* immediate reward, i.e. the probability that `(s, a)` enters
+# `lake.R[s, a]` is the *expected* immediate reward, i.e. the probability that $(s, a)$ enters
 # the goal. Only the cells next to `G` have any:
 
 # %%
@@ -101,9 +101,9 @@ print("Gymnasium's P[0][Right]:", env.unwrapped.P[0][2])
 #
 # $$Q(s, a) = R(s, a) + \gamma \sum_{s'} P(s' \mid s, a)\, V(s'), \qquad V(s) = \max_a Q(s, a),$$
 #
-# with `V = 0` on terminal states. Value iteration applies the right-hand side again and again
-# from `V = 0` until nothing changes. Frozen Lake's own criterion is undiscounted,
-# `gamma = 1`; `lakelab` allows it (every episode ends in a terminal state).
+# with $V = 0$ on terminal states. Value iteration applies the right-hand side again and again
+# from $V = 0$ until nothing changes. Frozen Lake's own criterion is undiscounted,
+# $\gamma = 1$; `lakelab` allows it (every episode ends in a terminal state).
 
 # %%
 sol = value_iteration(lake, gamma=1.0, tol=1e-12)
@@ -124,9 +124,9 @@ ax = draw_lake(lake, values=sol.V, policy=sol.policy, title="V* and optimal poli
 # ### Exercise 1: one Bellman backup
 #
 # Write one synchronous Bellman backup with `lake.P` and `lake.R`: given `V` [S] return
-# `max_a [R(s, a) + gamma * sum_s' P(s' | s, a) V(s')]` for every state, with 0 on terminal
-# states. The check compares it with `lakelab.solver.bellman_backup` on a random `V`, and
-# checks that `V*` is a fixed point.
+# $\max_a \big[R(s, a) + \gamma \sum_{s'} P(s' \mid s, a)\, V(s')\big]$ for every state, with 0
+# on terminal states. The check compares it with `lakelab.solver.bellman_backup` on a random
+# `V`, and checks that $V^*$ is a fixed point.
 
 
 # %% tags=["exercise"]
@@ -154,11 +154,14 @@ print("Exercise 1: correct")
 # %% [markdown]
 # ## 3. Exact policy evaluation, success and visitation
 #
-# For a fixed stochastic policy `pi` [S, A], the values solve a *linear* system:
-# `(I - gamma P_pi) V = r_pi` on the non-terminal states, with
-# `P_pi[s, s'] = sum_a pi(a|s) P(s'|s, a)`.
+# For a fixed stochastic policy $\pi$ [S, A], the values solve a *linear* system on the
+# non-terminal states:
+#
+# $$(I - \gamma P_\pi)\, V = r_\pi, \qquad \text{with} \qquad
+#   P_\pi(s, s') = \sum_a \pi(a \mid s)\, P(s' \mid s, a).$$
+#
 # `policy_evaluation` does that solve: no iteration, no sampling. Evaluating the optimal policy
-# gives back `V*`; the uniformly random policy is far worse.
+# gives back $V^*$; the uniformly random policy is far worse.
 
 # %%
 uniform = np.full((lake.n_states, lake.n_actions), 1 / lake.n_actions)
@@ -168,7 +171,7 @@ print("max |V^pi* - V*| =", np.abs(V_opt - sol.V).max())
 print(f"uniform policy: V(start) = {V_unif[lake.start]:.4f}")
 
 # %% [markdown]
-# The only reward is 1 for entering the goal, so with `gamma = 1` a policy's value at the
+# The only reward is 1 for entering the goal, so with $\gamma = 1$ a policy's value at the
 # start *is* its probability of ever reaching the goal. `success_probability` computes that
 # directly (and also works for other rewards and discounts, and under a horizon).
 
@@ -223,13 +226,13 @@ print(f"exact, episodes cut at {H} steps: {exact_H:.4f} (Monte Carlo std. error 
 assert abs(wins / n_episodes - exact_H) < 4 * stderr
 
 # %% [markdown]
-# Exact and sampled agree, and both are far below `V* = 0.8235`: with `gamma = 1` the
+# Exact and sampled agree, and both are far below $V^* = 0.8235$: with $\gamma = 1$ the
 # "optimal" policy is in no hurry (at the start it dithers uniformly) and many episodes run
 # out of time. Two fixes:
 #
 # * **A clock-aware agent.** `finite_horizon_values(lake, H)` is the best any agent can do
-#   knowing that `H` steps remain (backward induction; its policy changes with the time left).
-# * **A discount.** With `gamma < 1` later rewards are worth less, so the optimal policy hurries;
+#   knowing that $H$ steps remain (backward induction; its policy changes with the time left).
+# * **A discount.** With $\gamma < 1$ later rewards are worth less, so the optimal policy hurries;
 #   it still reaches the goal with the same probability eventually.
 
 # %%
@@ -266,18 +269,18 @@ fig.tight_layout()
 # ## 5. Soft value iteration and its temperature
 #
 # A softmax policy network can only reach a one-hot policy with infinite weights, so the
-# alignment experiments (notebook 03) use the *soft* optimum. With temperature `tau`:
+# alignment experiments (notebook 03) use the *soft* optimum. With temperature $\tau$:
 #
 # $$V(s) = \tau \log \sum_a \exp\big(Q(s, a)/\tau\big), \qquad
 #   \pi^*(a \mid s) = \exp\big((Q(s, a) - V(s))/\tau\big),$$
 #
-# and `Q` as before. This is the optimum of "reward plus `tau` times the policy's entropy".
-# As `tau -> 0` it tends to value iteration. Each step can add at most `tau * log 4` of entropy
+# and $Q$ as before. This is the optimum of "reward plus $\tau$ times the policy's entropy".
+# As $\tau \to 0$ it tends to value iteration. Each step can add at most $\tau \log 4$ of entropy
 # (4 actions), so the soft value exceeds the hard one by at most
 #
-# $$0 \le V_{soft}(s) - V^*(s) \le \frac{\tau \log 4}{1 - \gamma}.$$
+# $$0 \le V_{\mathrm{soft}}(s) - V^*(s) \le \frac{\tau \log 4}{1 - \gamma}.$$
 #
-# Soft value iteration needs `gamma < 1`: with `gamma = 1` an agent that bumps into a wall
+# Soft value iteration needs $\gamma < 1$: with $\gamma = 1$ an agent that bumps into a wall
 # forever would collect unbounded entropy. We use the deterministic `two-paths` lake of the
 # experiment: exactly two hole-free routes, 8 and 12 moves.
 
@@ -307,10 +310,10 @@ for tau, bound, gap, p_right, length in rows:
         assert p_right < 0.5
 
 # %% [markdown]
-# Read the last two rows. Once `tau * log 4 / (1 - gamma)` exceeds the goal's reward of 1,
+# Read the last two rows. Once $\tau \log 4 / (1 - \gamma)$ exceeds the goal's reward of 1,
 # staying on the lake and collecting entropy is worth more than finishing: the cell right
 # next to the goal **walks away from it**, and episodes get long (the soft agent still reaches
-# the goal eventually, it is just in no hurry). Pick `tau` and `gamma` with the bound well below
+# the goal eventually, it is just in no hurry). Pick $\tau$ and $\gamma$ with the bound well below
 # 1; `lakelab.mlp.config.LakeConfig` refuses configurations where it is not.
 
 # %%
@@ -325,12 +328,13 @@ for ax, tau in zip(axes[1:], (0.01, 0.05), strict=True):
 fig.tight_layout()
 
 # %% [markdown]
-# ### Exercise 2: the soft-optimal policy from Q
+# ### Exercise 2: the soft-optimal policy from $Q$
 #
-# `soft_value_iteration` returns `Q` [S, A]. Turn it into `pi*(a|s) = exp((Q(s,a) - V(s))/tau)`
-# with `V(s) = tau * logsumexp_a Q(s, a)/tau`. The check compares your policy with `lakelab`'s
-# on the live states at two temperatures, including `tau = 0.001`: there `exp(Q / tau)`
-# overflows, so compute it stably (subtract each row's maximum first).
+# `soft_value_iteration` returns `Q` [S, A]. Turn it into
+# $\pi^*(a \mid s) = \exp\big((Q(s, a) - V(s))/\tau\big)$ with
+# $V(s) = \tau \cdot \mathrm{logsumexp}_a \big(Q(s, a)/\tau\big)$. The check compares your policy
+# with `lakelab`'s on the live states at two temperatures, including $\tau = 0.001$: there
+# $\exp(Q/\tau)$ overflows, so compute it stably (subtract each row's maximum first).
 
 
 # %% tags=["exercise"]
@@ -363,6 +367,6 @@ print("Exercise 2: correct")
 #   objectives (SFT, IFT, DPO, IPO, ORPO, ASFT, SimPO) and their gradients.
 # * Notebook 03 trains a small network on the soft optimum of the two-paths lake with each
 #   objective, and scores it with the exact tools of this notebook (success probability,
-#   visitation, KL to `pi*`).
+#   visitation, KL to $\pi^*$).
 # * Try: `make_lake("8x8", slippery=True)`, a map of your own (`make_lake("SFF/FHF/FFG")`),
 #   or a broken one (`make_lake("SFH/FFF")`) to see `lakelab`'s error message.

@@ -16,13 +16,13 @@
 # 1. write down SFT, IFT, DPO, IPO, ORPO, ASFT and SimPO and find each formula in
 #    `lakelab.objectives`; compute them from per-token log-probs with
 #    `lakelab.registry.compute_objective` (exercise 1: DPO by hand);
-# 2. say which objectives use the summed log-prob `S(y)` and which the mean `A(y)`, and why
+# 2. say which objectives use the summed log-prob $S(y)$ and which the mean $A(y)$, and why
 #    that matters for responses of different lengths;
 # 3. read a gradient field with `lakelab.analysis`, and state precisely when DPO "lowers the
 #    rejected response faster than it raises the chosen one" (the ASFT paper's claim): under
 #    which gradient flow it holds and under which it reverses (exercise 2);
 # 4. explain IFT's two ingredients: the temporal residual (`lakelab.residual`, eq. 17) and the
-#    token weights (`lakelab.reductions.ift_weights`: paper vs official code, the `gamma = 0`
+#    token weights (`lakelab.reductions.ift_weights`: paper vs official code, the $\gamma = 0$
 #    special case) (exercise 3).
 #
 # Runs in a few seconds on a CPU. The objectives are *pure functions of log-probs*; where the
@@ -49,8 +49,8 @@ pd.set_option("display.precision", 4)
 # ## 1. One preference pair, as tokens
 #
 # On Frozen Lake a trajectory is a "response": the start state is the prompt and each action
-# `a_t`, taken in state `s_t`, is a token with log-prob `log pi(a_t | s_t)`. On the two-paths
-# lake the *chosen* response `y_w` is the optimal route (8 moves) and the *rejected* `y_l` the
+# $a_t$, taken in state $s_t$, is a token with log-prob $\log \pi(a_t \mid s_t)$. On the two-paths
+# lake the *chosen* response $y_w$ is the optimal route (8 moves) and the *rejected* $y_l$ the
 # sub-optimal one (12 moves). As the policy we take the soft optimum at a fairly high
 # temperature, and as the frozen *reference* policy (DPO, IPO) the uniform one.
 
@@ -89,13 +89,14 @@ print("chosen tokens:  ", logps.chosen.numpy().round(3))
 print("rejected tokens:", logps.rejected.numpy().round(3))
 
 # %% [markdown]
-# ## 2. Two ways to reduce a response: S(y) and A(y)
+# ## 2. Two ways to reduce a response: $S(y)$ and $A(y)$
 #
-# * `S(y) = sum_t m_t logp_t`, the log-probability of the whole response (`sum_logps`): DPO;
-# * `A(y) = S(y) / sum_t m_t`, the mean token log-prob (`mean_logps`): SFT, IPO, ORPO, ASFT,
+# * $S(y) = \sum_t m_t \log \pi(a_t \mid s_t)$, the log-probability of the whole response
+#   (`sum_logps`): DPO;
+# * $A(y) = S(y) / \sum_t m_t$, the mean token log-prob (`mean_logps`): SFT, IPO, ORPO, ASFT,
 #   SimPO. IFT keeps the tokens and weights them (section 5).
 #
-# `m_t` is the mask: 1 on response tokens, 0 on prompt and padding.
+# $m_t$ is the mask: 1 on response tokens, 0 on prompt and padding.
 
 # %%
 S_w, S_l = (
@@ -114,8 +115,8 @@ print(f"A(y_w) = {A_w.item():.3f}   A(y_l) = {A_l.item():.3f}")
 #
 # Each loss is a pure tensor function in `lakelab.objectives` whose docstring holds the
 # formula; `lakelab.registry` keeps, for each one, the one-line formula (the same text, tested),
-# what it consumes (`S`: summed, `A`: mean log-probs, or per-token), its hyper-parameters and
-# its paper, with `logodds(y) = A(y) - log(1 - exp(A(y)))`:
+# what it consumes ($S$: summed, $A$: mean log-probs, or per-token), its hyper-parameters and
+# its paper, with $\mathrm{logodds}(y) = A(y) - \log\big(1 - \exp A(y)\big)$:
 
 # %%
 registry = pd.DataFrame(
@@ -159,8 +160,8 @@ table
 # %% [markdown]
 # Look at `rewards/accuracies`. Relative to the uniform reference, most tokens of both routes
 # became more likely, and the rejected route has 12 tokens against 8: its summed gain can
-# be the larger one, so DPO's implicit reward (on `S`) can prefer the rejected route while the
-# mean-based objectives prefer the chosen one. `S(y)` grows with length; `A(y)` does not.
+# be the larger one, so DPO's implicit reward (on $S$) can prefer the rejected route while the
+# mean-based objectives prefer the chosen one. $S(y)$ grows with length; $A(y)$ does not.
 # Which one happens here:
 
 # %%
@@ -230,12 +231,13 @@ print("Exercise 1: correct")
 # the very same loss functions with autograd. A gradient becomes a speed in one of two ways:
 #
 # * **log-prob flow** (`rate_*`): the log-probs follow the negative gradient,
-#   `d logp/dt = -dL/dlogp`, so `dp/dt = p * (-dL/dlogp)`;
+#   $d \log p / dt = -\partial L / \partial \log p$, so
+#   $dp/dt = p \cdot (-\partial L / \partial \log p)$;
 # * **probability flow** (`prob_rate_*`, the papers' field): the probabilities follow it,
-#   `dp/dt = -dL/dp = -(dL/dlogp) / p`.
+#   $dp/dt = -\partial L / \partial p = -(\partial L / \partial \log p) / p$.
 #
 # A real network is neither (its *parameters* follow the gradient), which is why both are shown.
-# Take a point where the policy already prefers the chosen response, `p_w = 0.6`, `p_l = 0.1`,
+# Take a point where the policy already prefers the chosen response, $p_w = 0.6$, $p_l = 0.1$,
 # with the reference equal to the policy (the first step of training):
 
 # %%
@@ -260,19 +262,20 @@ at_point = pd.DataFrame({name: {c: float(g[c]) for c in columns} for name, g in 
 at_point
 
 # %% [markdown]
-# **The ASFT claim, read carefully.** For DPO, `dL/dlogp_rejected = -dL/dlogp_chosen`: the two
+# **The ASFT claim, read carefully.** For DPO,
+# $\partial L / \partial \log p_l = -\partial L / \partial \log p_w$: the two
 # *log*-probs receive equal and opposite pushes. What that means for the probabilities depends
 # on the flow:
 #
 # * probability flow (`prob_rate_ratio`, the papers' view): the rejected probability falls
-#   `p_w / p_l = 6` times faster than the chosen one rises. **This is the claim**, and it holds
-#   whenever `p_l < p_w`.
-# * log-prob flow (`rate_ratio`): the rejected probability falls `p_l / p_w = 1/6` as fast:
+#   $p_w / p_l = 6$ times faster than the chosen one rises. **This is the claim**, and it holds
+#   whenever $p_l < p_w$.
+# * log-prob flow (`rate_ratio`): the rejected probability falls $p_l / p_w = 1/6$ as fast:
 #   the same situation, the opposite conclusion.
 #
 # So "DPO lowers the rejected faster than it raises the chosen" is a statement about the
 # gradient with respect to *probabilities*. SimPO and IPO share DPO's equal-and-opposite
-# structure (on `A` instead of `S`). SFT never touches the rejected response, and ORPO and ASFT
+# structure (on $A$ instead of $S$). SFT never touches the rejected response, and ORPO and ASFT
 # add an absolute term on the chosen one. The asserts below check these statements on the
 # table above:
 
@@ -291,7 +294,7 @@ assert at_point.loc["sft", "dL/dlogp_rejected"] == 0
 #
 # ### Exercise 2: DPO's speed ratios in closed form
 #
-# From the paragraph above, write both ratios as functions of `p_w` and `p_l` only. The check
+# From the paragraph above, write both ratios as functions of $p_w$ and $p_l$ only. The check
 # compares them with `sequence_gradients("dpo", ...)` at several points and betas.
 
 
@@ -330,7 +333,7 @@ print("Exercise 2: correct")
 # ### The whole field
 #
 # `gradient_field` evaluates the same quantities on a grid. Each arrow is the direction in
-# which `(p_w, p_l)` moves (lengths normalised, colour = log10 of the speed). Top row:
+# which $(p_w, p_l)$ moves (lengths normalised, colour = $\log_{10}$ of the speed). Top row:
 # probability flow; bottom row: log-prob flow. (For DPO the reference log-probs only shift the
 # field; here they are equal.)
 
@@ -365,7 +368,7 @@ axes[1, 0].set_ylabel("p_rejected")
 fig.tight_layout()
 
 # %% [markdown]
-# Below the diagonal (`p_w > p_l`: the policy already prefers the chosen response) DPO's and
+# Below the diagonal ($p_w > p_l$: the policy already prefers the chosen response) DPO's and
 # SimPO's probability-flow arrows point mostly *down*: they mostly push the rejected response
 # away. ORPO's and ASFT's point mostly *right*. For each objective, on what share of the grid
 # points of that region does the rejected probability move faster than the chosen one?
@@ -398,7 +401,7 @@ for name in OBJECTIVES:
 #
 # $$\delta(s_i) = (1 - \lambda)\, s_i + \lambda\, \pi_\theta(s_{i-1}),$$
 #
-# with `lam = 0.2` by default.
+# with $\lambda = 0.2$ by default (the argument `lam`).
 #
 # On the lake an input is a one-hot state, and the model's "prediction of the next input" is
 # the state its most likely action leads to (`greedy`, the official code) or the
@@ -439,22 +442,22 @@ fig.tight_layout()
 # Each row of a mixed input keeps 0.8 on the true state and spreads 0.2 over the predicted one.
 # Predicted states can be cells the data never visits (even holes): IFT's training signal
 # reaches beyond the demonstrations, the mechanism behind its "explored grid" in notebook 03.
-# With `lam = 0` the inputs are unchanged (the assert above).
+# With $\lambda = 0$ the inputs are unchanged (the assert above).
 #
 # ## 6. IFT, ingredient 2: token weights
 #
-# Eq. 20 of the IFT paper sums the losses of *every prefix* of the response, so token `i` is
-# counted once for each prefix that contains it: earlier tokens weigh more, `W_i ∝ N - i`
-# (`weighting="prefix"`, `gamma = 1`). The official code (`get_cumsum_weight`) softens this
+# Eq. 20 of the IFT paper sums the losses of *every prefix* of the response, so token $i$ is
+# counted once for each prefix that contains it: earlier tokens weigh more, $W_i \propto N - i$
+# (`weighting="prefix"`, $\gamma = 1$). The official code (`get_cumsum_weight`) softens this
 # with a discount and, by default, with the later tokens' own losses (`weighting="loss"`):
 #
 # $$c_j = m_j (-\log p'_j)/N,\qquad W_i = \sum_{j \ge i} \gamma^{j-i} c_j,\qquad
 #   W \leftarrow W \cdot N / \textstyle\sum_k W_k.$$
 #
 # Weights average 1 over the response. `"none"` gives all ones (SFT's weighting).
-# **The gamma = 0 special case:** the formula with `gamma -> 0` gives weights proportional to
-# each token's own loss, but the official code (and `lakelab`) returns all ones at exactly
-# `gamma = 0`, so IFT with `gamma = 0` and `lam = 0` *is* SFT. A deliberate discontinuity:
+# **The $\gamma = 0$ special case:** the formula with $\gamma \to 0$ gives weights proportional
+# to each token's own loss, but the official code (and `lakelab`) returns all ones at exactly
+# $\gamma = 0$, so IFT with $\gamma = 0$ and $\lambda = 0$ *is* SFT. A deliberate discontinuity:
 
 # %%
 token_lp = torch.tensor(np.log(policy[list(best.states), list(best.actions)]))[None]  # (1, N)
@@ -503,15 +506,15 @@ print(f"IFT default {ift_default.item():.5f}")
 assert torch.isclose(sft, ift_gamma0)
 
 # %% [markdown]
-# (Here `compute_objective("ift", ...)` gets the true-input log-probs, i.e. `lam = 0`; in
+# (Here `compute_objective("ift", ...)` gets the true-input log-probs, i.e. $\lambda = 0$; in
 # training the log-probs come from the mixed pass of section 5. IFT's `lam` and `residual` are
 # *model-side* knobs that the training loop uses, which is why the loss ignores them.)
 #
 # ### Exercise 3: the prefix-count weights in closed form
 #
-# With `weighting="prefix"` and `gamma = 1`, token `i` (0-based) of an `N`-token response gets a
-# weight proportional to `N - i`, rescaled so the weights average 1. Write them for any `N`.
-# The check compares with `ift_weights` for `N = 1 .. 12`.
+# With `weighting="prefix"` and $\gamma = 1$, token $i$ (0-based) of an $N$-token response gets a
+# weight proportional to $N - i$, rescaled so the weights average 1. Write them for any $N$.
+# The check compares with `ift_weights` for $N = 1, \dots, 12$.
 
 
 # %% tags=["exercise"]
@@ -562,8 +565,8 @@ print("all equal: ", group_advantages(torch.zeros(8, dtype=torch.float64), 8).nu
 # uniform policy almost never reaches the goal, most groups are like that at first.
 #
 # PPO and GRPO compare the current policy with the one that sampled, token by token:
-# rho = pi / pi_old, clipped to [1 - epsilon, 1 + epsilon]. Once a token's ratio has left the
-# trust region in the direction its advantage pushes, its gradient is zero:
+# $\rho = \pi / \pi_{\mathrm{old}}$, clipped to $[1 - \epsilon, 1 + \epsilon]$. Once a token's
+# ratio has left the trust region in the direction its advantage pushes, its gradient is zero:
 
 # %%
 ratios = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5], dtype=torch.float64)
@@ -576,22 +579,22 @@ for advantage in (1.0, -1.0):
     print(f"A = {advantage:+}: rho {ratios.tolist()} -> gradient {slope[:, 0].numpy().round(3)}")
 
 # %% [markdown]
-# With A > 0 the ratio 1.5 (above 1.2) gets no gradient, with A < 0 the ratio 0.5 (below 0.8):
+# With $A > 0$ the ratio 1.5 (above 1.2) gets no gradient, with $A < 0$ the ratio 0.5 (below 0.8):
 # one batch cannot push a token's probability far from where the sampling policy had it.
 #
 # ## Summary
 #
-# * DPO works on sums `S(y)`, the others (except IFT) on means `A(y)`; with responses of
+# * DPO works on sums $S(y)$, the others (except IFT) on means $A(y)$; with responses of
 #   different lengths they can disagree about which response is better.
 # * DPO, IPO and SimPO push chosen and rejected log-probs equally and oppositely. Whether the
 #   rejected probability then falls "faster" depends on the flow: in probability space (the
-#   ASFT paper's view) yes, whenever `p_l < p_w`; in log-prob space, the reverse.
+#   ASFT paper's view) yes, whenever $p_l < p_w$; in log-prob space, the reverse.
 # * ORPO and ASFT keep an absolute likelihood term on the chosen response; SFT and IFT have only
 #   that.
 # * IFT = SFT on inputs mixed with the model's own predictions, with earlier tokens weighted
-#   more; `gamma = 0` and `lam = 0` recover SFT exactly.
+#   more; $\gamma = 0$ and $\lambda = 0$ recover SFT exactly.
 #
 # * GRPO's advantages are zero in a group whose rewards are all equal; PPO's and GRPO's
-#   clipping stops a token's gradient once its ratio leaves [1 - epsilon, 1 + epsilon].
+#   clipping stops a token's gradient once its ratio leaves $[1 - \epsilon, 1 + \epsilon]$.
 #
 # Notebook 03 trains with all of them on the lake.

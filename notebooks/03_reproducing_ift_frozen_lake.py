@@ -20,9 +20,9 @@
 # **Learning goals.** After this notebook you can
 #
 # 1. set up the experiment with `lakelab.mlp.config.preset` and
-#    `lakelab.mlp.experiment.build_setup`, and say what `pi*`, `theta_0` and `theta*` are;
-# 2. compute the paper's metric, the parameter MSE to `theta*` (exercise 1), and explain why we
-#    always show *function-space* metrics beside it (KL to `pi*`, success probability);
+#    `lakelab.mlp.experiment.build_setup`, and say what $\pi^*$, $\theta_0$ and $\theta^*$ are;
+# 2. compute the paper's metric, the parameter MSE to $\theta^*$ (exercise 1), and explain why we
+#    always show *function-space* metrics beside it (KL to $\pi^*$, success probability);
 # 3. read explored grids and compute their alignment with the agent's own visitation
 #    (exercise 2);
 # 4. compare offline and online negatives, and follow the chosen route's likelihood under each
@@ -66,11 +66,11 @@ config = preset("quick").replace(methods=PAPER_METHODS)
 pd.Series(config.to_dict(), name="value").to_frame()
 
 # %% [markdown]
-# In words: on the deterministic `two-paths` lake, the soft optimum `pi*` (soft value iteration,
-# `tau = 0.02`, `gamma = 0.9`, notebook 01) gives the "optimal state-action probabilities".
-# A seeded two-layer MLP over one-hot states is `theta_0`; `theta*` is `theta_0` trained on
-# `pi*` in every live state. Each method fine-tunes `theta_0` with the same optimiser, budget
-# and chosen data: `n_demos` successful episodes of `pi*`. Rejected data (DPO, ORPO) is sampled
+# In words: on the deterministic `two-paths` lake, the soft optimum $\pi^*$ (soft value iteration,
+# $\tau = 0.02$, $\gamma = 0.9$, notebook 01) gives the "optimal state-action probabilities".
+# A seeded two-layer MLP over one-hot states is $\theta_0$; $\theta^*$ is $\theta_0$ trained on
+# $\pi^*$ in every live state. Each method fine-tunes $\theta_0$ with the same optimiser, budget
+# and chosen data: `n_demos` successful episodes of $\pi^*$. Rejected data (DPO, ORPO) is sampled
 # from the current policy (`negatives="online"`), never equal to a chosen trajectory.
 
 # %%
@@ -97,15 +97,17 @@ ax = draw_lake(
 )
 
 # %% [markdown]
-# ## 2. The paper's metric: parameter MSE to theta*
+# ## 2. The paper's metric: parameter MSE to $\theta^*$
 #
-# `MSE(theta, theta*) = mean over all parameters of (theta - theta*)^2`, one number per seed.
+# $$\mathrm{MSE}(\theta, \theta^*) = \frac{1}{n} \sum_{k=1}^{n} \big(\theta_k - \theta^*_k\big)^2,$$
+#
+# the mean over all $n$ parameters $\theta_k$, one number per seed.
 # The parameters are stored as a dict `{"W1", "b1", "W2", "b2"}` of tensors with a leading seed
 # dimension, e.g. `W1` has shape `[N, S, H]`.
 #
 # ### Exercise 1: the parameter MSE by hand
 #
-# Compute it for `theta_0` against `theta*`. Careful: the mean is over *all* parameters, not a
+# Compute it for $\theta_0$ against $\theta^*$. Careful: the mean is over *all* parameters, not a
 # mean of each tensor's mean (the tensors have different sizes). The check compares with
 # `lakelab.mlp.model.param_mse`.
 
@@ -149,7 +151,7 @@ print(f"DPO, seed {setup.seeds[0]}: success {last['success']:.3f} after {last['s
 # %% [markdown]
 # `train_method` (`lakelab.mlp.joint`) computes the same for all seeds of one method in one
 # batched computation (the tests check that the two agree) and logs, every `log_every` steps,
-# exact metrics from the tabular MDP (no sampling): parameter MSE, KL to `pi*` (uniform over
+# exact metrics from the tabular MDP (no sampling): parameter MSE, KL to $\pi^*$ (uniform over
 # live states, and weighted by the policy's own visitation), success probability, discounted
 # return, log-likelihood of the optimal and sub-optimal routes, and the explored grid.
 
@@ -198,7 +200,7 @@ fig = experiment_figure(config, metrics, explored_shares(results))
 # Parameters are not identifiable: many networks compute the same policy, so a small parameter
 # distance is sufficient for a good policy but not necessary. The table puts the paper's metric
 # beside the exact function-space ones (means over seeds; `summary` also holds each 95%
-# t-interval half-width as `*_ci95`), with the starting point `theta_0` for reference.
+# t-interval half-width as `*_ci95`), with the starting point $\theta_0$ for reference.
 
 # %%
 FINAL = ["param_mse", "kl_uniform", "kl_visitation", "success", "return", "logp_optimal"]
@@ -246,11 +248,11 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# **Where the parameter error lives.** With one-hot inputs, row `W1[s, :]` is state `s`'s
-# embedding and receives gradient only when `s` is an input. A cell a method never trains on
-# keeps exactly `theta_0`'s error (Adam leaves a parameter with zero gradient untouched), which
+# **Where the parameter error lives.** With one-hot inputs, row `W1[s, :]` is state $s$'s
+# embedding and receives gradient only when $s$ is an input. A cell a method never trains on
+# keeps exactly $\theta_0$'s error (Adam leaves a parameter with zero gradient untouched), which
 # the assert below checks. Methods whose inputs cover more cells can move more of the rows that
-# `theta*` moved: that is the mechanism linking "explored grids" to parameter MSE.
+# $\theta^*$ moved: that is the mechanism linking "explored grids" to parameter MSE.
 
 # %%
 start_error = state_param_error(setup.theta0, setup.theta_star).numpy()  # [N, S]
@@ -272,13 +274,14 @@ fig.tight_layout()
 # ## 5. Explored grids and the agent's own preference
 #
 # The explored grid is where a method's training signal lands: the input mass it trained on,
-# per cell (chosen states; rejected states for DPO and ORPO; for IFT also the `lam`-weighted
+# per cell (chosen states; rejected states for DPO and ORPO; for IFT also the $\lambda$-weighted
 # predicted next states of the temporal residual). Two summaries, both logged:
 #
 # * `explored_cells`: cells holding at least `explored_share` (0.5%) of the mass;
 # * `explored_overlap`, the paper's "alignment with the agent's own preference":
-#   `sum_s min(p(s), d(s))` = 1 - total variation distance, where `p` is the explored mass
-#   normalised to sum 1 and `d` the agent's own state distribution: its expected number of
+#   $\sum_s \min\big(p(s), d(s)\big) = 1 - \mathrm{TV}(p, d)$ (one minus the total variation
+#   distance), where $p$ is the explored mass normalised to sum 1 and $d$ the agent's own state
+#   distribution: its expected number of
 #   visits to each **live** (non-terminal) cell in an episode cut at `max_len` moves,
 #   undiscounted (`state_visitation(lake, policy, horizon=max_len)`, zeroed on terminal cells),
 #   normalised to sum 1.

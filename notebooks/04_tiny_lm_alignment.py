@@ -29,7 +29,7 @@
 #    the same `compute_objective` as every other part of lakelab (exercise 3: the DPO loss of
 #    a batch by hand);
 # 5. read the held-out metrics (success in the real env, shortest-plan rate, token KL to the
-#    soft optimum pi*, log-likelihoods of chosen and rejected plans) and say what they show.
+#    soft optimum $\pi^*$, log-likelihoods of chosen and rejected plans) and say what they show.
 #
 # It uses the `quick` preset of `lakelab.lm.config` (4x4 lakes, one seed, a 105k-parameter
 # model, 300 pre-training and 30 alignment steps) and runs in about a minute on a CPU. The
@@ -135,8 +135,8 @@ print("Exercise 1: correct; a 4x4 prompt is", prompt_length(config.size), "token
 # ## 3. Data from the solver
 #
 # Lakes are deterministic, so a plan is a fixed string of moves that reaches the goal or not.
-# For every lake the solver gives the shortest plans (value iteration with `gamma < 1`, so a
-# wall bump is never optimal) and the soft optimum `pi*(a | s)` the token KL compares with.
+# For every lake the solver gives the shortest plans (value iteration with $\gamma < 1$, so a
+# wall bump is never optimal) and the soft optimum $\pi^*(a \mid s)$ the token KL compares with.
 # `seed_data` builds, for one seed:
 #
 # * `corpus`, the pre-training data: per training lake `corpus_per_lake` plans, each optimal,
@@ -222,9 +222,13 @@ for row in generate(untrained, prompts, config.max_moves + 1):
 # * **success**: the greedy plan, executed step by step in the real Gymnasium env, reaches the
 #   goal;
 # * **shortest**: it does so in the fewest possible moves and then ends;
-# * **token KL**: mean over response tokens of `KL(pi*(. | s_t) || p_model(. | prompt, plan_<t))`
+# * **token KL**: mean over response tokens of
+#
+#   $$\mathrm{KL}\big(\pi^*(\cdot \mid s_t) \,\|\,
+#     p_{\mathrm{model}}(\cdot \mid \mathrm{prompt}, \mathrm{plan}_{<t})\big)$$
+#
 #   along the canonical optimal plan (after the last move, the target is the end token);
-# * **logp_chosen / logp_rejected**: summed log-likelihood `S(y)` of an optimal plan and of a
+# * **logp_chosen / logp_rejected**: summed log-likelihood $S(y)$ of an optimal plan and of a
 #   sub-optimal or failing one.
 
 # %%
@@ -341,9 +345,11 @@ metrics = pd.DataFrame(rows)
 #
 # `objective_logps` gives what an objective needs from the model for one batch: per-token
 # log-probs `(B, T)` of the chosen and rejected plans, their masks, and the reference model's
-# log-probs. DPO (eq. 7 of the DPO paper) on summed log-probs `S(y) = sum_t logp_t`:
+# log-probs. DPO (eq. 7 of the DPO paper) on summed log-probs
+# $S(y) = \sum_t \log \pi_\theta(y_t \mid x, y_{<t})$:
 #
-# `loss = mean over the batch of -log sigmoid(beta [(S_w - S_ref,w) - (S_l - S_ref,l)])`
+# $$\mathcal{L}_{\mathrm{DPO}} = \operatorname{mean}_{\text{batch}} \Big[-\log \sigma\Big(\beta
+#   \big[(S_w - S^{\mathrm{ref}}_w) - (S_l - S^{\mathrm{ref}}_l)\big]\Big)\Big]$$
 #
 # Compute it for the DPO model on a batch of 64 training lakes; the check compares with
 # `compute_objective("dpo", ...)`.
@@ -460,23 +466,24 @@ print(f"notebook ran in {time.perf_counter() - started:.0f} s")
 # **How to read this.**
 #
 # * **SFT and IFT** see only chosen (shortest) plans: each step makes them more likely, so the
-#   token KL to `pi*` falls and the greedy plan follows the solver more often. The base model
+#   token KL to $\pi^*$ falls and the greedy plan follows the solver more often. The base model
 #   has only begun to read maps (see its success after pre-training), so there is a lot to
 #   gain, and 30 steps already gain some of it.
 # * **DPO** sees the same chosen plans and a rejected plan per lake, but its loss depends only
-#   on the *difference* `(S_w - S_ref,w) - (S_l - S_ref,l)`. The cheapest way to widen it is to
-#   push the rejected plans far down, and a rejected plan often starts with the same moves as
-#   the chosen one, so the chosen plan can go down too. If the lines above say the margin grew
-#   while the chosen plan became less likely, that is the *likelihood displacement* the ASFT
-#   paper describes (notebook 03 saw it on the tabular policy too): a loss far below its
-#   starting value log 2 (exercise 3) and a model whose greedy plans got worse. The failure
-#   counts say how they got worse: most rejected plans end in a hole or stop short
-#   (section 3), and a model pushed away from them can trade one failure for the other.
+#   on the *difference* $(S_w - S^{\mathrm{ref}}_w) - (S_l - S^{\mathrm{ref}}_l)$. The cheapest
+#   way to widen it is to push the rejected plans far down, and a rejected plan often starts
+#   with the same moves as the chosen one, so the chosen plan can go down too. If the lines
+#   above say the margin grew while the chosen plan became less likely, that is the
+#   *likelihood displacement* the ASFT paper describes (notebook 03 saw it on the tabular
+#   policy too): a loss far below its starting value $\log 2$ (exercise 3) and a model whose
+#   greedy plans got worse. The failure counts say how they got worse: most rejected plans
+#   end in a hole or stop short (section 3), and a model pushed away from them can trade one
+#   failure for the other.
 # * **Success and shortest coincide** on 4x4 lakes when the models that reach the goal go
 #   there directly; token KL and the likelihoods move before success does, which is why the
 #   run reports them.
 # * **The protocol decides** much of this: one seed, 30 steps at `align_lr = 3e-3`, offline
-#   negatives, `beta = 0.1`. Nothing here is a ranking of the objectives in general.
+#   negatives, $\beta = 0.1$. Nothing here is a ranking of the objectives in general.
 #
 # ## 10. Things to try
 #

@@ -11,9 +11,11 @@ them out):
 
 - ``test_notebook_structure``: no kernel; learning goals, exercise triples, hidden solutions,
   public lakelab names only, and the file is what jupytext itself would write.
-- ``test_notebook_runs``: with the solutions every cell succeeds. Then, in the same kernel, each
-  exercise cell is run again (restoring its placeholder answer) followed by its check, which
-  must raise ``AssertionError``: the checks really check.
+- ``test_committed_ipynb_is_the_built_one``: the ``.ipynb`` beside each source is exactly what
+  ``notebooks/build.py`` writes (a Colab badge, an install cell, then the source's cells).
+- ``test_notebook_runs``: the ``.ipynb``, with the solutions: every cell succeeds. Then, in the
+  same kernel, each exercise cell is run again (restoring its placeholder answer) followed by
+  its check, which must raise ``AssertionError``: the checks really check.
 - ``test_checks_fail_without_solutions``: the notebook with its solution cells removed, top to
   bottom: exactly the check cells fail, each with ``AssertionError`` (so a student who has not
   solved an exercise can still run the rest, and no check leans on a name only the solution
@@ -23,6 +25,8 @@ them out):
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +38,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.py"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))  # build.py makes their .ipynb
 SLOW = {"03_reproducing_ift_frozen_lake", "04_tiny_lm_alignment"}  # ~1 min of training each
 CELL_TIMEOUT = 600  # seconds per cell; the whole-notebook limit is the pytest timeout below
 NOTEBOOK_TIMEOUT = 900
@@ -89,6 +93,14 @@ def error_report(nb, failures: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
+def built(path: Path) -> str:
+    """What ``notebooks/build.py`` writes for the source ``path``."""
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOK_DIR / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return build.text(path)
+
+
 def test_notebooks_found():
     assert len(NOTEBOOKS) >= 3, NOTEBOOKS
     assert {p.stem for p in NOTEBOOKS} >= SLOW
@@ -120,11 +132,29 @@ def test_notebook_structure(path: Path):
     assert body(jupytext.writes(nb, fmt="py:percent")) == body(text)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_ipynb_is_the_built_one(path: Path):
+    """Each source has its .ipynb beside it, exactly as notebooks/build.py writes it (rerun
+    ``make notebooks`` after editing a source): a Colab badge, an install cell, the cells."""
+    ipynb = path.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run make notebooks"
+    assert ipynb.read_text() == built(path), f"{ipynb.name} is stale: run make notebooks"
+    cells = json.loads(ipynb.read_text())["cells"]
+    badge, install = "".join(cells[0]["source"]), "".join(cells[1]["source"])
+    assert "colab.research.google.com/assets/colab-badge.svg" in badge
+    assert badge.endswith(f"/blob/main/notebooks/{ipynb.name})")
+    assert 'if importlib.util.find_spec("lakelab") is None:' in install
+    assert "Learning goals" in "".join(cells[2]["source"])
+    assert all(not cell.get("outputs") for cell in cells)  # no outputs are committed
+    assert len(cells) == len(jupytext.read(path).cells) + 2
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch):
-    nb = jupytext.read(path)
+    """The committed .ipynb, install cell included (with lakelab installed it does nothing)."""
+    nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
     exercises, checks = indices(nb, "exercise"), indices(nb, "check")
     with kernel(nb, tmp_path, monkeypatch) as run:
         for i in range(len(nb.cells)):
