@@ -1,8 +1,11 @@
 """Plain helpers and constants shared by several test modules (fixtures are in conftest.py)."""
 
+import numpy as np
+import pytest
 import torch
 
 from lakelab.lm.config import LMConfig
+from lakelab.sequences import SequenceLogps
 
 # the LM track at its smallest: seconds per run, every objective on a nano model
 TINY_LM = LMConfig(
@@ -61,3 +64,45 @@ def _two_tokens(logp: torch.Tensor) -> torch.Tensor:
 
     logp = logp.detach().clamp(max=0.0)
     return torch.logaddexp(2 * logp, 2 * log1mexp(logp))
+
+
+def assert_rows_close(fast: list[dict], slow: list[dict]) -> None:
+    assert [list(r) for r in fast] == [list(r) for r in slow]  # same metrics, same order
+    for a, b in zip(fast, slow, strict=True):
+        for key in a:
+            if key == "explored_cells":  # a count of cells over a threshold: rounding at the
+                continue  # threshold may flip one; the explored mass itself is compared below
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12, nan_ok=True), key
+
+
+def assert_replays_agree(fast, i: int, slow, j: int) -> None:
+    """Row ``i`` of replay data ``fast`` against row ``j`` of ``slow``: the same policies and
+    explored mass at every logged step, and the same chosen and rejected trajectories (as
+    multisets: the joint loop puts a batch's fresh negatives in other slots)."""
+    np.testing.assert_allclose(fast.policies[i], slow.policies[j], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fast.explored[i], slow.explored[j], rtol=1e-6)
+    for kind in ("chosen", "rejected"):
+        a, b = getattr(fast, kind), getattr(slow, kind)
+        for step in range(fast.policies.shape[1]):
+            assert _multiset(a, i, step) == _multiset(b, j, step), (kind, step)
+
+
+def _multiset(paths, row: int, step: int) -> list:
+    s, a, k = paths.states[row, step], paths.actions[row, step], paths.lengths[row, step]
+    return sorted(
+        (tuple(s[b, :n].tolist()), tuple(a[b, :n].tolist())) for b, n in enumerate(k) if n
+    )
+
+
+def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
+    g = torch.Generator().manual_seed(seed)
+
+    def lp():
+        return -(0.05 + 2 * torch.rand(B, T, generator=g, dtype=torch.float64))
+
+    chosen_mask = torch.ones(B, T)
+    chosen_mask[0, :2] = 0
+    chosen_mask[1, 4:] = 0
+    rejected_mask = torch.ones(B, T)
+    rejected_mask[2, :3] = 0
+    return with_extra_inputs(SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp()))

@@ -17,7 +17,7 @@ from lakelab.registry import (
     unregister_objective,
 )
 from lakelab.verify import verify
-from tests.test_registry import token_batch
+from tests.helpers import token_batch
 
 
 def test_rpo_is_dpo_plus_rpo_alpha_times_sft_in_value_and_gradient():

@@ -126,7 +126,7 @@ def test_the_batched_loop_gives_the_plain_loops_numbers():
     (train_online_plain): the same episodes, the same rows to rounding."""
     from lakelab.mlp.online import train_online_plain
     from lakelab.mlp.replay import KINDS
-    from tests.test_mlp_train import assert_replays_agree, assert_rows_close
+    from tests.helpers import assert_replays_agree, assert_rows_close
 
     config = QUICK.replace(seeds=3, steps=30, log_every=10)
     setup = build_setup(config)

@@ -20,6 +20,7 @@ from lakelab.mlp.joint import train_methods
 from lakelab.mlp.negatives import OnlineNegatives
 from lakelab.registry import BUILTINS
 from lakelab.training import Diverged
+from tests.helpers import assert_replays_agree, assert_rows_close
 
 SMALL = PRESETS["quick"].replace(
     seeds=2, steps=30, log_every=10, optimum_steps=200, optimum_kl_target=0.05, n_demos=32
@@ -37,34 +38,6 @@ PROTOCOLS = {
         negatives="offline", methods=tuple(m for m in BUILTINS if m not in METHODS)
     ),
 }
-
-
-def assert_rows_close(fast: list[dict], slow: list[dict]) -> None:
-    assert [list(r) for r in fast] == [list(r) for r in slow]  # same metrics, same order
-    for a, b in zip(fast, slow, strict=True):
-        for key in a:
-            if key == "explored_cells":  # a count of cells over a threshold: rounding at the
-                continue  # threshold may flip one; the explored mass itself is compared below
-            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12, nan_ok=True), key
-
-
-def assert_replays_agree(fast, i: int, slow, j: int) -> None:
-    """Row ``i`` of replay data ``fast`` against row ``j`` of ``slow``: the same policies and
-    explored mass at every logged step, and the same chosen and rejected trajectories (as
-    multisets: the joint loop puts a batch's fresh negatives in other slots)."""
-    np.testing.assert_allclose(fast.policies[i], slow.policies[j], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(fast.explored[i], slow.explored[j], rtol=1e-6)
-    for kind in ("chosen", "rejected"):
-        a, b = getattr(fast, kind), getattr(slow, kind)
-        for step in range(fast.policies.shape[1]):
-            assert _multiset(a, i, step) == _multiset(b, j, step), (kind, step)
-
-
-def _multiset(paths, row: int, step: int) -> list:
-    s, a, k = paths.states[row, step], paths.actions[row, step], paths.lengths[row, step]
-    return sorted(
-        (tuple(s[b, :n].tolist()), tuple(a[b, :n].tolist())) for b, n in enumerate(k) if n
-    )
 
 
 SLOW = ("online-demos", "online-initial-slippery", "offline-single", "offline-trl-family")

@@ -125,7 +125,7 @@ def test_bad_hyper_parameters_are_refused_by_name(name, hp, message):
 
 
 def test_dpo_norm_is_dpo_on_mean_log_probs():
-    from tests.test_registry import token_batch
+    from tests.helpers import token_batch
 
     logps = token_batch()
     mean = compute_objective("dpo_norm", logps, {"beta": 0.3})[0]

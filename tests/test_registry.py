@@ -13,31 +13,16 @@ from lakelab import objectives as O
 from lakelab.registry import (
     OBJECTIVES,
     HyperParam,
-    SequenceLogps,
     compute_objective,
     get_objective,
     resolve_hparams,
 )
-from tests.helpers import with_extra_inputs
+from tests.helpers import token_batch
 
 NAMES = ["alphapo", "aot", "apo", "apo_unpaired", "asft", "bco", "bco_pair", "cpo", "cpo_ipo",
          "cpo_nll",
          "discopop", "dpo", "dpo_norm", "exo", "ift", "ipo", "kto", "ld_dpo", "nca", "orpo",
          "rpo", "sft", "sft_token_mean", "simpo", "sppo_hard", "wpo"]  # fmt: skip
-
-
-def token_batch(seed: int = 0, B: int = 3, T: int = 6) -> SequenceLogps:
-    g = torch.Generator().manual_seed(seed)
-
-    def lp():
-        return -(0.05 + 2 * torch.rand(B, T, generator=g, dtype=torch.float64))
-
-    chosen_mask = torch.ones(B, T)
-    chosen_mask[0, :2] = 0
-    chosen_mask[1, 4:] = 0
-    rejected_mask = torch.ones(B, T)
-    rejected_mask[2, :3] = 0
-    return with_extra_inputs(SequenceLogps(lp(), chosen_mask, lp(), rejected_mask, lp(), lp()))
 
 
 def by_hand(tokens: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
