@@ -80,6 +80,7 @@ def child(page: str, repeats: int) -> dict[str, float]:
     if page == "experiment":  # the replay of the run just shown: its step slider
         slider = at.select_slider(key="exp_replay_step")
         steps = [int(s) for s in slider.options]
+        out.update(frame_times(steps))
         out["replay: new step"] = statistics.median(
             timed(lambda s=s: at.select_slider(key="exp_replay_step").set_value(s).run())
             for s in steps[1:]
@@ -94,6 +95,26 @@ def child(page: str, repeats: int) -> dict[str, float]:
         timed(lambda v=v: change(at, v).run()) for v in [old, new] * repeats
     )
     return out
+
+
+def frame_times(steps: list[int]) -> dict[str, float]:
+    """Drawing one replay frame to PNG bytes (the app's form: method names only), median over
+    the run's logged steps, and the same with every panel title."""
+    sys.path.insert(0, str(ROOT))
+    from app_pages.common import png
+    from lakelab.mlp.replay_plot import load_run
+
+    (out,) = Path(os.environ["LAKELAB_APP_RUNS"]).iterdir()  # the run the page just made
+    run = load_run(out, seed=0)
+    times = {}
+    for labels in (False, True):
+        spent = []
+        for step in steps:
+            start = time.perf_counter()
+            png(run.figure(step, labels=labels), dpi=80)
+            spent.append(time.perf_counter() - start)
+        times[f"frame, labels={labels}"] = statistics.median(spent)
+    return times
 
 
 SHOWN = """([selector, count]) => {
@@ -239,7 +260,9 @@ def main() -> None:
         print(
             f"Its replay (4 methods), step slider: to a step not drawn yet "
             f"{replay['replay: new step']:.3f} s (median over the steps), to a step seen "
-            f"before {replay['replay: step seen before']:.3f} s (median of {2 * args.repeats})"
+            f"before {replay['replay: step seen before']:.3f} s (median of {2 * args.repeats}); "
+            f"one replay frame drawn to PNG: {replay['frame, labels=False']:.3f} s as the app "
+            f"draws it, {replay['frame, labels=True']:.3f} s with every panel title"
         )
 
         if Path("/usr/bin/chromium").exists():
