@@ -98,9 +98,10 @@ def test_resume_trains_nothing_when_finished(small_run, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(runs, "align", forbidden)
-    monkeypatch.setattr(runs, "pretrain", forbidden)
+    for name in ("align", "pretrain", "align_seeds", "pretrain_seeds", "align_rl"):
+        monkeypatch.setattr(runs, name, forbidden)
     run_lm(SMALL.replace(seeds=1), small_run)
+    run_lm(SMALL.replace(seeds=1), small_run, batched=False)
     assert (small_run / "metrics.csv").read_bytes() == before
 
 
@@ -118,21 +119,48 @@ def test_same_config_same_metrics_and_a_truncated_cell_is_recomputed(tmp_path, m
     cell = cell_path(tmp_path / "a", "dpo", 1)
     cell.write_text(cell.read_text()[:100])
     checkpoint_path(tmp_path / "a", BASE, 1).unlink()
-    calls = []
-    real_align, real_pretrain = runs.align, runs.pretrain
-    monkeypatch.setattr(runs, "align", lambda *a, **k: calls.append(a[2]) or real_align(*a, **k))
-    monkeypatch.setattr(
-        runs, "pretrain", lambda *a, **k: calls.append("pretrain") or real_pretrain(*a, **k)
-    )
+    calls = []  # (what, seeds) of each batched call
+    real_align, real_pretrain = runs.align_seeds, runs.pretrain_seeds
+
+    def align(cfg, bases, method, data, seeds, **kwargs):
+        calls.append((method, list(seeds)))
+        return real_align(cfg, bases, method, data, seeds, **kwargs)
+
+    def pretrain(cfg, corpora, seeds, **kwargs):
+        calls.append(("pretrain", list(seeds)))
+        return real_pretrain(cfg, corpora, seeds, **kwargs)
+
+    monkeypatch.setattr(runs, "align_seeds", align)
+    monkeypatch.setattr(runs, "pretrain_seeds", pretrain)
     run_lm(SMALL, tmp_path / "a")
-    assert calls == ["pretrain", "dpo"]
+    assert calls == [("pretrain", [1]), ("dpo", [1])]
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == first
 
-    # more methods resume into the same directory; another protocol is refused
+    # more methods resume into the same directory, the seeds missing a method trained
+    # together; another protocol is refused
     run_lm(SMALL.replace(methods=("sft", "dpo", "ipo")), tmp_path / "a")
-    assert calls[2:] == ["ipo", "ipo"]
+    assert calls[2:] == [("ipo", [0, 1])]
     with pytest.raises(ValueError, match="different protocol"):
         run_lm(SMALL.replace(align_steps=7), tmp_path / "a")
+
+
+@pytest.mark.slow  # ~4 s: two runs of two seeds, four methods
+def test_batched_and_plain_runs_write_the_same_numbers(tmp_path):
+    """The seeds trained together (the default) and one after another (batched=False): the
+    same metrics and the same checkpoints, bit for bit, an RL method included."""
+    cfg = SMALL.replace(methods=("sft", "ift", "kto", "reinforce"), hparams={})
+    run_lm(cfg, tmp_path / "batched")
+    run_lm(cfg, tmp_path / "plain", batched=False)
+    metrics = (tmp_path / "batched" / "metrics.csv").read_bytes()
+    assert metrics == (tmp_path / "plain" / "metrics.csv").read_bytes()
+    for method in (BASE, *cfg.methods):
+        for seed in cfg.seed_list:
+            got = torch.load(checkpoint_path(tmp_path / "batched", method, seed))["state_dict"]
+            expected = torch.load(checkpoint_path(tmp_path / "plain", method, seed))["state_dict"]
+            assert got.keys() == expected.keys()
+            assert all(torch.equal(got[k], expected[k]) for k in got), (method, seed)
+    frame = pd.read_csv(tmp_path / "plain" / "metrics.csv")
+    assert set(frame["seed"]) == {0, 1} and set(frame["method"]) == {BASE, *cfg.methods}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ environment executes what the model writes. Modules, in reading order:
 - ``config``: ``LMConfig``, every knob documented and validated; presets ``quick``, ``default``.
 - ``train``: pre-training and alignment through ``lakelab.registry.compute_objective``; IFT's
   temporal residual on token embeddings; the reference log-prob cache.
+- ``stacked``, ``batched``: the seeds of a run trained together, one ``StackedGPT`` whose
+  rows are the seeds' models; bit-equal to ``train`` one seed after another.
 - ``metrics``: held-out success in the real env, shortest-plan rate, token KL to pi*,
   log-likelihoods of chosen and rejected plans.
 - ``runs``, ``report``: resumable run directories (``lakelab lm``) and their figure.

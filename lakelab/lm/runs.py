@@ -15,6 +15,11 @@ missing (more seeds or methods welcome, a different protocol refused). An aligne
 its seed's base model: loaded from its checkpoint when that is intact, else pre-trained again
 (deterministically, so identically).
 
+By default the seeds train together (``lakelab.lm.batched``): the base models missing from
+the directory are pre-trained as one batched computation, then each method aligns, together,
+the seeds that miss it; RL methods train one seed after another. ``batched=False`` runs the
+plain loop, one seed after another; both write the same files, bit for bit (tested).
+
 Training runs on one CPU thread (``lakelab.training.torch_threads``), so the results do not
 depend on the machine's core count.
 """
@@ -34,6 +39,7 @@ from lakelab.files import (
     atomic_write_json,
     atomic_write_text,
 )
+from lakelab.lm.batched import align_seeds, pretrain_seeds
 from lakelab.lm.config import LMConfig
 from lakelab.lm.data import SeedData, seed_data
 from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
@@ -87,10 +93,12 @@ def run_lm(
     out: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    batched: bool = True,
 ) -> dict[str, Path]:
     """Run (or resume) the LM experiment into ``out``; returns the paths written.
 
-    ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance.
+    ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance
+    (steps summed over seeds). ``batched``: the seeds train together (module docstring).
     """
     out = Path(out)
     check_protocol(out, config)
@@ -124,9 +132,59 @@ def run_lm(
         progress(0, total)
     with torch_threads(1):
         held = held_out(config) if bases else None
-        for seed, base in bases.items():
-            _run_seed(config, out, seed, base, todo[seed], held, tick)
+        if batched and bases:
+            _run_batched(config, out, bases, todo, held, tick)
+        else:
+            for seed, base in bases.items():
+                _run_seed(config, out, seed, base, todo[seed], held, tick)
     return write_reports(config, out)
+
+
+def _run_batched(config, out, bases: dict, todo: dict, held: HeldOut, tick) -> None:
+    """``_run_seed`` for every seed of ``bases`` at once: the missing base models pre-trained
+    together, then per method the seeds that miss it aligned together."""
+    seeds = list(bases)
+    data = {seed: seed_data(config, seed) for seed in seeds}
+    missing = [seed for seed in seeds if bases[seed] is None]
+    if missing:
+        rows: dict[int, list[dict]] = {seed: [] for seed in missing}
+        logs = [_pretrain_logger(rows[seed], held) for seed in missing]
+        corpora = [data[seed].corpus for seed in missing]
+        trained = pretrain_seeds(config, corpora, missing, logs=logs, progress=tick)
+        for seed, base in zip(missing, trained, strict=True):
+            save_checkpoint(checkpoint_path(out, BASE, seed), base, config.fingerprint())
+            _write_cell(out, config, BASE, seed, rows[seed])
+            bases[seed] = base
+    references = {seed: _reference(bases[seed], data[seed], todo[seed]) for seed in seeds}
+    base_metrics = {}
+    for seed in (seed for seed in seeds if todo[seed]):
+        final = load_cell(out, config, BASE, seed)["rows"][-1]
+        base_metrics[seed] = {k: final[k] for k in METRICS}
+    for method in config.methods:
+        need = [seed for seed in seeds if method in todo[seed]]
+        if not need:
+            continue
+        rows = {seed: [] for seed in need}
+        logs = [_align_logger(rows[seed], base_metrics[seed], held) for seed in need]
+        if is_rl_method(method):  # sampled plans: one seed after another
+            models = [
+                align_rl(config, bases[seed], method, data[seed], seed, log=log, progress=tick)
+                for seed, log in zip(need, logs, strict=True)
+            ]
+        else:
+            models = align_seeds(config, [bases[seed] for seed in need], method,
+                                 [data[seed] for seed in need], need,
+                                 references=[references[seed] for seed in need], logs=logs,
+                                 progress=tick)  # fmt: skip
+        for seed, model in zip(need, models, strict=True):
+            save_checkpoint(checkpoint_path(out, method, seed), model, config.fingerprint())
+            _write_cell(out, config, method, seed, rows[seed])
+
+
+def _reference(base: TinyGPT, data: SeedData, methods: list[str]) -> ReferenceCache | None:
+    """The seed's reference cache if one of ``methods`` needs it, else None."""
+    needs_ref = any(not is_rl_method(m) and get_objective(m).needs_reference for m in methods)
+    return ReferenceCache.build(base, data) if needs_ref else None
 
 
 def _run_seed(config, out, seed, base, methods: list[str], held: HeldOut, tick) -> None:
@@ -136,8 +194,7 @@ def _run_seed(config, out, seed, base, methods: list[str], held: HeldOut, tick) 
         base = _pretrain_base(config, out, seed, data, held, tick)
     if not methods:
         return
-    needs_ref = any(not is_rl_method(m) and get_objective(m).needs_reference for m in methods)
-    reference = ReferenceCache.build(base, data) if needs_ref else None
+    reference = _reference(base, data, methods)
     base_final = load_cell(out, config, BASE, seed)["rows"][-1]
     base_metrics = {k: base_final[k] for k in METRICS}
     for method in methods:
@@ -161,13 +218,16 @@ def _align_logger(rows: list[dict], base_metrics: dict, held: HeldOut):
     return log
 
 
-def _pretrain_base(config, out: Path, seed: int, data: SeedData, held: HeldOut, tick) -> TinyGPT:
-    rows: list[dict] = []
-
+def _pretrain_logger(rows: list[dict], held: HeldOut):
     def log(model: TinyGPT, step: int) -> None:
         rows.append({"step": step, **evaluate(model, held)})
 
-    base = pretrain(config, data.corpus, seed, log=log, progress=tick)
+    return log
+
+
+def _pretrain_base(config, out: Path, seed: int, data: SeedData, held: HeldOut, tick) -> TinyGPT:
+    rows: list[dict] = []
+    base = pretrain(config, data.corpus, seed, log=_pretrain_logger(rows, held), progress=tick)
     save_checkpoint(checkpoint_path(out, BASE, seed), base, config.fingerprint())
     _write_cell(out, config, BASE, seed, rows)
     return base
