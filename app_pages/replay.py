@@ -15,29 +15,35 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app_pages.common import init, png
-from lakelab.mlp.alarms import alarms
+from lakelab.mlp.alarms import PROXIES, alarms, has_proxies
 from lakelab.mlp.flow import KINDS, PARTS, mass_flow, mass_moved
 from lakelab.mlp.replay_plot import RunReplay, load_run
+from lakelab.rundir import cell_path
 
-PROXIES = ("batch/rewards/margins", "batch/rewards/accuracies", "batch/logps/chosen",
-           "batch/logps/rejected")  # fmt: skip
-"""TRL's names for what a preference run logs about its batches."""
 TRUTH = ("success", "optimality", "kl_visitation", "logp_optimal", "logp_suboptimal")
 """What only an exact judge knows: success probability, V^pi/V*, KL to pi*, route log-probs."""
 PLAY_SECONDS = 0.3  # per frame
 
 
+def stamp(out: str) -> tuple:
+    """The replay files of ``out`` with their sizes and times: part of every cache key below,
+    so a run directory that was deleted and retrained is read again."""
+    files = sorted(Path(out, "replay").glob("*.npz"))
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
-def loaded(config_json: str, out: str, seed: int) -> RunReplay | str:
+def loaded(config_json: str, out: str, seed: int, files: tuple) -> RunReplay | str:
     """Everything the replay of one seed needs, read once (``lakelab.mlp.replay_plot``);
-    lakelab's message if no method of the run has replay data. ``config_json`` keys the
-    cache: a run directory's config may grow (more methods or seeds)."""
+    lakelab's message if no method of the run has replay data. ``config_json`` and
+    ``files`` (``stamp``) key the cache: a run directory may grow or be rewritten."""
     try:
         return load_run(out, seed, list(json.loads(config_json)["methods"]))
     except ValueError as err:
@@ -45,14 +51,14 @@ def loaded(config_json: str, out: str, seed: int) -> RunReplay | str:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def frame(config_json: str, out: str, seed: int, step: int) -> bytes:
+def frame(config_json: str, out: str, seed: int, files: tuple, step: int) -> bytes:
     """The replay's picture at ``step`` as PNG bytes."""
-    return png(loaded(config_json, out, seed).figure(step, labels=False), dpi=80)
+    return png(loaded(config_json, out, seed, files).figure(step, labels=False), dpi=80)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def gif(config_json: str, out: str, seed: int) -> bytes:
-    return loaded(config_json, out, seed).gif()
+def gif(config_json: str, out: str, seed: int, files: tuple) -> bytes:
+    return loaded(config_json, out, seed, files).gif()
 
 
 def step_numbers(metrics: pd.DataFrame, data: RunReplay, seed: int, step: int) -> pd.DataFrame:
@@ -109,7 +115,10 @@ def show_replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     found = alarms(metrics, batch_size=json.loads(config_json)["batch_size"])
     for alarm in found:
         st.warning(f"**{alarm.method}** ({alarm.kind}): {alarm.message}", icon=":material/warning:")
-    if not found:
+    if not found and not has_proxies(metrics):
+        st.info("No method of this run logs TRL's preference proxies (SFT, IFT and the RL "
+                "methods do not): only the truth is shown.", icon=":material/info:")  # fmt: skip
+    elif not found:
         st.success("No alarm: the proxies and the exact truth agree.", icon=":material/check:")
     st.vega_lite_chart(proxies_chart(metrics))
 
@@ -122,14 +131,28 @@ def replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     seed = left.selectbox("Seed", seeds, key=init("exp_replay_seed", seeds[0]))
     if seed not in seeds:  # a stored choice from another run
         seed = seeds[0]
-    data = loaded(config_json, out, seed)
-    if isinstance(data, str):  # no replay data at all: lakelab's message, the page goes on
-        st.warning(data, icon=":material/history:")
-        return
-    for method, message in data.missing.items():
+    files = stamp(out)
+    data = loaded(config_json, out, seed, files)
+    missing = data.missing if isinstance(data, RunReplay) else dict.fromkeys(
+        json.loads(config_json)["methods"], data)  # fmt: skip
+    for method, message in missing.items():
         st.warning(f"No replay for {method}: {message}", icon=":material/history:")
+    if missing and st.button(
+        "Make them replayable",
+        key="run_replay_retrain",
+        help="removes their finished cells from this run directory, so that Run above "
+        "trains them again, this time with replay data",
+    ):
+        for method in missing:
+            for s in seeds:
+                cell_path(Path(out), method, s).unlink(missing_ok=True)
+        st.rerun()
+    if not isinstance(data, RunReplay):  # no replay data at all: the page goes on
+        return
     steps = next(iter(data.replays.values())).steps.tolist()
     key = init("exp_replay_step", steps[0])
+    if "replay_goto" in st.session_state:  # where Play ended
+        st.session_state[key] = st.session_state.pop("replay_goto")
     if st.session_state[key] not in steps:  # a stored step of another run
         st.session_state[key] = steps[0]
     step = right.select_slider("Step", steps, key=key, help="the logged steps of the run")
@@ -137,7 +160,7 @@ def replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     play = buttons[0].button("Play", key="run_replay_play", icon=":material/play_arrow:")
     if buttons[1].button("GIF for slides", key="run_replay_gif", icon=":material/movie:"):
         with st.spinner(f"drawing {len(steps)} frames ..."):
-            st.session_state["replay_gif"] = (config_json, seed, gif(config_json, out, seed))
+            st.session_state["replay_gif"] = (config_json, seed, gif(config_json, out, seed, files))
     made = st.session_state.get("replay_gif")
     if made is not None and made[:2] == (config_json, seed):
         buttons[2].download_button(
@@ -158,10 +181,12 @@ def replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     )
     if play:
         for s in steps[steps.index(step) :]:
-            picture.image(frame(config_json, out, seed, s), caption=f"step {s}: {caption}")
+            picture.image(frame(config_json, out, seed, files, s), caption=f"step {s}: {caption}")
             time.sleep(PLAY_SECONDS)
+        st.session_state["replay_goto"] = steps[-1]  # the slider, table and caption follow
+        st.rerun()
     else:
-        picture.image(frame(config_json, out, seed, step), caption=caption)
+        picture.image(frame(config_json, out, seed, files, step), caption=caption)
     st.caption(
         f"Step {step}, seed {seed}: the exact truth, TRL's proxies (from the batch of the step "
         "before) and the mass moved since step 0, weighted by pi*'s visits"
@@ -171,4 +196,4 @@ def replay(config_json: str, out: str, metrics: pd.DataFrame) -> None:
     # finds them cached
     i = steps.index(step)
     for s in steps[i + 1 : i + 2] + steps[max(i - 1, 0) : i]:
-        frame(config_json, out, seed, s)
+        frame(config_json, out, seed, files, s)

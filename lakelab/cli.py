@@ -165,7 +165,8 @@ def _lake(args: argparse.Namespace) -> int:
 
     from lakelab.mlp.alarms import alarms, format_alarms
 
-    print(format_alarms(alarms(pd.read_csv(paths["metrics"]), batch_size=config.batch_size)))
+    metrics = pd.read_csv(paths["metrics"])
+    print(format_alarms(alarms(metrics, batch_size=config.batch_size), metrics))
     return 0
 
 

@@ -189,13 +189,11 @@ seed0 = {m: replays[(m, config.first_seed)] for m in config.methods}
 replay_figure(lake, seed0, config.steps, classes=kinds, weights=weights)
 
 # %% [markdown]
-# On the chosen route's states, averaged over seeds: the mass the optimal actions lost, and
-# where it went ($\Delta$ summed over the route's 8 states, then split into gains and losses
-# with `mass_moved`, weighted by $\pi^*$'s visits):
+# On the chosen route's states, averaged over seeds: what each kind of move gained
+# ($\Delta$ summed over the route's 8 states), and, over the whole lake weighted by
+# $\pi^*$'s visits, the gains of the hole-risking moves alone (`mass_moved(..., "gained")`):
 
 # %%
-on_route = np.zeros(lake.n_states)
-on_route[list(best.states)] = 1.0
 rows = []
 for method in config.methods:
     flows = [mass_flow(replays[(method, s)].policies[0], replays[(method, s)].policies[-1], kinds)
@@ -209,7 +207,9 @@ pd.DataFrame(rows).set_index("method")
 
 # %% [markdown]
 # SFT, IPO and RPO move mass *to* the optimal actions of the route. DPO takes it away, and a
-# good part of it goes to actions that can fall into a hole: catastrophic displacement.
+# good part of it goes to actions that can fall into a hole: catastrophic displacement. (Off
+# the route, on the left edge, DPO also moves mass away from hole-risking moves: the replay's
+# bars show both.)
 #
 # ## 4. Why DPO does this
 #

@@ -276,8 +276,6 @@ def test_experiment_page_runs_and_shows_lakelab_results(start, tmp_path):
 
 @pytest.mark.slow  # trains a short run
 def test_experiment_replay_slider_changes_the_picture_to_the_runs_numbers(start, tmp_path):
-    import streamlit as st
-
     app = start(EXPERIMENT)
     app.multiselect(key="exp_methods").set_value(["sft", "dpo"])
     app.radio(key="exp_chosen").set_value("single")
@@ -301,7 +299,6 @@ def test_experiment_replay_slider_changes_the_picture_to_the_runs_numbers(start,
     first, numbers = shown()
     assert list(numbers.columns) == ["sft", "dpo"]
     pd.testing.assert_series_equal(numbers.loc["success"], logged(0, "success"), check_names=False)
-    assert (numbers.loc[[r for r in numbers.index if "net" in r]] == 0).all().all()  # step 0
     for step in (40, 20):
         app.select_slider(key="exp_replay_step").set_value(step).run()
         assert not app.exception
@@ -316,24 +313,35 @@ def test_experiment_replay_slider_changes_the_picture_to_the_runs_numbers(start,
     # the alarms are lakelab's, for this run's metrics
     from lakelab.mlp.alarms import alarms
 
-    found = alarms(metrics, batch_size=32)
+    config = json.loads((out / "config.json").read_text())
+    found = alarms(metrics, batch_size=config["batch_size"])
     assert ("dpo", "displaced") in [(a.method, a.kind) for a in found]  # DPO on one route
     assert [w.value.split(": ", 1)[1] for w in app.warning] == [a.message for a in found]
-    # play: every frame from the slider's step (20) to the end; the last one stays
+    # play: every frame from the slider's step (20) to the end; the slider and the numbers
+    # follow to the last step
     app.button(key="run_replay_play").click().run()
-    assert not app.exception and app.image[1].captions[0].startswith("step 40: seed 0.")
+    assert not app.exception and app.select_slider(key="exp_replay_step").value == 40
+    pd.testing.assert_series_equal(
+        app.dataframe[2].value.loc["success"], logged(40, "success"), check_names=False
+    )
     app.button(key="run_replay_gif").click().run()
     gif = app.get("download_button")[-1]
     assert gif.proto.label == "Download replay.gif"
     # a run directory without dpo's replay data (an older lakelab): a message, sft replays
     (out / "replay" / "dpo-seed0.npz").unlink()
-    st.cache_resource.clear()
-    st.cache_data.clear()
     app.run()
     assert not app.exception and not app.error
     assert any("No replay for dpo" in w.value and "kept none" in w.value for w in app.warning)
     assert list(app.dataframe[2].value.columns) == ["sft"]
     assert list(app.dataframe[0].value.index) == ["sft", "dpo"]  # the rest of the page stays
+    # made replayable: dpo's cells go, Run trains only them again, with replay data
+    app.button(key="run_replay_retrain").click().run()
+    stamp = cell_path(out, "sft", 0).stat().st_mtime_ns
+    assert app.button(key="run_experiment").label == "Run: 2 objectives x 1 seed x 40 steps"
+    app.button(key="run_experiment").click().run()
+    assert not app.exception and not app.error
+    assert list(app.dataframe[2].value.columns) == ["sft", "dpo"]
+    assert cell_path(out, "sft", 0).stat().st_mtime_ns == stamp  # sft was not retrained
 
 
 # -- LM page ----------------------------------------------------------------------------------

@@ -16,14 +16,14 @@ from tests.helpers import FAST_LAKE
 STEPS = [0, 10, 20, 30]
 
 
-def table(method="dpo", seeds=2, **columns) -> pd.DataFrame:
+def table(method="dpo", seeds=2, steps=STEPS, **columns) -> pd.DataFrame:
     """A metrics.csv of one method: each column's values at STEPS, the same for every seed
     (NaN at step 0 for the batch metrics, as logged); success 0.5 and no fallbacks unless
     given."""
     columns = {"success": [0.5] * 4, "online_fallback": [0.0] * 4, **columns}
     rows = []
     for seed in range(seeds):
-        for i, step in enumerate(STEPS):
+        for i, step in enumerate(steps):
             row = {"method": method, "seed": seed, "step": step}
             for name, values in columns.items():
                 batch = name.startswith("batch/")
@@ -52,7 +52,8 @@ def test_reference_fires_only_when_nothing_moved():
     assert [a.kind for a in found] == ["reference"]
     assert found[0].step == 10 and "loss 0.6931" in found[0].message
     assert "equals its reference" in found[0].message
-    assert kinds(table(**rewards([0, 0.01, 0.02, 0.03], [0, 0, 0, 0]))) == []
+    # just past the threshold (1e-4) at one step: the policy moved
+    assert kinds(table(**rewards([0, 1e-6, 2e-4, 1e-6], [0, 0, 0, 0]))) == []
 
 
 def test_saturated_fires_when_success_falls_under_a_perfect_accuracy():
@@ -61,11 +62,19 @@ def test_saturated_fires_when_success_falls_under_a_perfect_accuracy():
     )
     found = alarms(falling, batch_size=8)
     assert [a.kind for a in found] == ["saturated"]
-    assert found[0].step == 20 and "from 0.800 to 0.700 (step 30)" in found[0].message
+    assert found[0].step == 20 and "from 0.8 to 0.7 (step 30)" in found[0].message
     # success that only falls before saturation, or by no more than 0.02, is no alarm
     early = table(success=[0.5, 0.9, 0.7, 0.7], **{"batch/rewards/accuracies": [0, 0.7, 1, 1]})
     small = table(success=[0.5, 0.9, 0.89, 0.89], **{"batch/rewards/accuracies": [0, 1, 1, 1]})
     assert kinds(early) == kinds(small) == []
+    # a success that was tiny and falls by orders of magnitude: a fall too (relative)
+    tiny = table(success=[1e-3, 6e-4, 1e-5, 6e-8], **{"batch/rewards/accuracies": [0, 1, 1, 1]})
+    found = alarms(tiny, batch_size=8)
+    assert [a.kind for a in found] == ["saturated"] and "from 0.0006 to 6e-08" in found[0].message
+    halved = table(success=[1e-3, 6e-4, 4e-4, 3.5e-4], **{"batch/rewards/accuracies": [0, 1, 1, 1]})
+    assert kinds(halved) == []  # not below half of 6e-4
+    # no success column at all (not a lake run's table): no alarm, no error
+    assert kinds(tiny.drop(columns="success")) == []
 
 
 def test_displaced_fires_when_the_margin_rises_and_the_chosen_falls():
@@ -89,6 +98,11 @@ def test_exhausted_fires_when_most_rejected_slots_come_from_the_offline_pool():
     assert [a.kind for a in found] == ["exhausted"]
     assert found[0].step == 20 and "from step 20 to 30, 62% of" in found[0].message
     assert kinds(table(online_fallback=[0, 0, 30, 60])) == []  # at most 38%
+    # the last interval shorter (steps 20 to 25: 40 slots), as when steps % log_every != 0
+    uneven = table(steps=[0, 10, 20, 25], online_fallback=[0, 0, 30, 60])
+    found = alarms(uneven, batch_size=8)
+    assert [a.kind for a in found] == ["exhausted"]
+    assert "from step 20 to 25, 75% of" in found[0].message
 
 
 def test_methods_are_judged_apart_and_the_report_lists_them():
@@ -98,7 +112,10 @@ def test_methods_are_judged_apart_and_the_report_lists_them():
     found = alarms(both, batch_size=8)
     assert [(a.method, a.kind) for a in found] == [("dpo", "exhausted")]
     assert format_alarms(found).splitlines()[1].startswith("  dpo [exhausted] from step 0 to 10")
-    assert format_alarms([]).startswith("alarms: none")
+    assert format_alarms([]).startswith("alarms: none (the proxies and the exact truth agree)")
+    assert format_alarms([], table("sft")) == (
+        "alarms: none (no method logged TRL's preference proxies)"
+    )
 
 
 @pytest.mark.slow  # two short runs

@@ -43,6 +43,14 @@ def test_on_a_slippery_lake_an_optimal_move_that_risks_a_hole_counts_as_optimal(
     assert set(kinds[s][hole_risk].tolist()) == {RISKY}
 
 
+def test_where_the_goal_cannot_be_reached_no_move_is_optimal():
+    lake = make_lake("SFHF/FHFH/FFFH/HFFG")  # (0, 3) is cut off: a hole left, one below
+    kinds = action_classes(lake, gamma=0.9)
+    cut_off = lake.state(0, 3)
+    assert kinds[cut_off].tolist() == [RISKY, RISKY, SAFE, SAFE]  # left, down: holes
+    assert (kinds[lake.state(0, 0)] == OPTIMAL).any()  # where the goal is reachable
+
+
 def test_the_flow_of_a_hand_made_change():
     lake = make_lake("two-paths")
     kinds = action_classes(lake, gamma=0.9)

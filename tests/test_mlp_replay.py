@@ -4,12 +4,14 @@ method and seed, written with the cells and read back by one call."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lakelab.mlp.config import PRESETS
+from lakelab.mlp.experiment import CHOSEN_BATCHES, batch_rows, build_setup
 from lakelab.mlp.replay import KINDS, load_replay, replay_path
 from lakelab.mlp.runs import run_lake
 from lakelab.rundir import cell_path
@@ -52,6 +54,16 @@ def test_a_run_keeps_each_logged_steps_policy_and_its_metrics_follow_from_it(tmp
                     assert states[0] == lake.start
                     assert lake.goal[_follow(lake, states[-1], actions[-1])]  # demos, wins
             assert replay.paths(int(replay.steps[-1]), "chosen") == []
+    # the step's batch is the one batch_rows picks for that very step (not its neighbour's)
+    setup = build_setup(CONFIG)
+    for i, seed in enumerate(CONFIG.seed_list):
+        pool = list(setup.chosen[i])
+        rows = batch_rows(len(pool), seed, CHOSEN_BATCHES, CONFIG)  # (steps, B)
+        replay = load_replay(tmp_path, "sft", seed)
+        for step in (0, 10):
+            picked = Counter(pool[j].key() for j in rows[step])
+            assert {(s, a): n for s, a, n in replay.paths(step, "chosen")} == picked
+        assert Counter(pool[j].key() for j in rows[11]) != picked  # steps differ: it can fail
     with pytest.raises(ValueError, match=r"step 7 was not logged; logged: \[0, 10, 20\]"):
         replay.at(7)
 
@@ -68,6 +80,16 @@ def test_a_run_without_replay_data_says_so(tmp_path):
     np.savez_compressed(path, steps=np.arange(3), policies=np.full((3, 16, 4), 0.25))
     with pytest.raises(ValueError, match="replay data of an older lakelab"):
         load_replay(tmp_path, "sft", 1)
+    path.write_bytes(b"PK\x03\x04 not a whole file")  # a truncated copy
+    with pytest.raises(ValueError, match="is not readable replay data"):
+        load_replay(tmp_path, "sft", 1)
+    # a method or seed the run does not have is named as such, with what it has
+    from lakelab.mlp.replay_plot import load_run
+
+    with pytest.raises(ValueError, match=r"has no seed 5; its seeds: \[0, 1\]"):
+        load_run(tmp_path, 5)
+    with pytest.raises(ValueError, match=r"has no method \['dop'\]; its methods: \['sft'\]"):
+        load_run(tmp_path, 0, ["dop"])
 
 
 def _follow(lake, state: int, action: int) -> int:

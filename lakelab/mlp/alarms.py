@@ -8,8 +8,8 @@ says what it saw and what causes it:
 
     reference   margins, rewards/chosen and rewards/rejected stay at 0: the policy equals
                 its reference (DPO's loss then sits at log 2 = 0.693) and nothing is learned
-    saturated   rewards/accuracies reaches 1 while success falls: the proxy has nothing
-                left to say about the policy
+    saturated   rewards/accuracies reaches 1 while success falls (by more than 0.02, or
+                to less than half): the proxy has nothing left to say about the policy
     displaced   the margin rises while logps/chosen falls: the rejected likelihood falls
                 faster than the chosen one (likelihood displacement)
     exhausted   most online negatives come from the offline pool: the policy reproduces its
@@ -25,11 +25,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["Alarm", "alarms", "format_alarms"]
+__all__ = ["PROXIES", "Alarm", "alarms", "format_alarms", "has_proxies"]
+
+PROXIES = ("batch/rewards/margins", "batch/rewards/accuracies", "batch/logps/chosen",
+           "batch/logps/rejected")  # fmt: skip
+"""TRL's names for what a preference run logs about its batches."""
 
 STILL = 1e-4  # |reward| below this at every logged step: the policy has not moved
 SATURATED = 0.99  # accuracy at or above: saturated
-SUCCESS_DROP = 0.02  # success falling by more than this is a fall
+SUCCESS_DROP = 0.02  # success falling by more than this, or to less than half, is a fall
 CHOSEN_DROP = 0.1  # nats of logps/chosen
 EXHAUSTED = 0.5  # share of the rejected slots filled from the offline pool
 
@@ -55,7 +59,15 @@ def alarms(metrics: pd.DataFrame, *, batch_size: int) -> list[Alarm]:
     return found
 
 
-def format_alarms(found: list[Alarm]) -> str:
+def has_proxies(metrics: pd.DataFrame) -> bool:
+    """Whether any method of ``metrics`` logged one of TRL's preference proxies."""
+    return any(c in metrics and metrics[c].notna().any() for c in PROXIES)
+
+
+def format_alarms(found: list[Alarm], metrics: pd.DataFrame | None = None) -> str:
+    """The alarms as lines of text; with ``metrics``, a run without any proxy says so."""
+    if not found and metrics is not None and not has_proxies(metrics):
+        return "alarms: none (no method logged TRL's preference proxies)"
     if not found:
         return "alarms: none (the proxies and the exact truth agree)"
     return "\n".join(["alarms:", *(f"  {a.method} [{a.kind}] {a.message}" for a in found)])
@@ -75,34 +87,36 @@ def _reference(method: str, mean: pd.DataFrame, batch_size: int) -> Alarm | None
         return None
     steps = rewards[2].index
     loss = _series(mean, "batch/loss")
-    at = "" if loss is None else f" (loss {loss.iloc[-1]:.4f}; log 2 = {math.log(2):.4f})"
+    at = "" if loss is None else f" (loss {loss.iloc[-1]:.4f})"
     return Alarm(
         method,
         "reference",
         int(steps[0]),
         f"rewards/margins, rewards/chosen and rewards/rejected stay within {STILL:g} of 0 "
-        f"from step {steps[0]} to {steps[-1]}{at}: the policy still equals its reference, so "
-        "nothing is learned; raise lr or beta, or check that the gradient reaches the policy",
+        f"from step {steps[0]} to {steps[-1]}{at}: the policy still equals its reference (for "
+        f"DPO the loss sits at log 2 = {math.log(2):.4f}), so nothing is learned; raise lr or "
+        "beta, or check that the gradient reaches the policy",
     )
 
 
 def _saturated(method: str, mean: pd.DataFrame, batch_size: int) -> Alarm | None:
-    accuracy, success = _series(mean, "batch/rewards/accuracies"), mean["success"]
-    if accuracy is None or not (accuracy >= SATURATED).any():
+    accuracy, success = _series(mean, "batch/rewards/accuracies"), _series(mean, "success")
+    if accuracy is None or success is None or not (accuracy >= SATURATED).any():
         return None
     first = int(accuracy.index[accuracy >= SATURATED][0])
     later = success.loc[first:]
-    low_step = int(later.idxmin())
-    if success.loc[first] - later.min() <= SUCCESS_DROP:
+    if first not in success.index or not len(later):
+        return None
+    low_step, at, low = int(later.idxmin()), success.loc[first], later.min()
+    if at - low <= SUCCESS_DROP and not low < at / 2:
         return None
     return Alarm(
         method,
         "saturated",
         first,
         f"rewards/accuracies is {accuracy.loc[first]:.2f} from step {first}, yet the exact "
-        f"success probability falls from {success.loc[first]:.3f} to {later.min():.3f} "
-        f"(step {low_step}): every pair is already ranked right, so the proxy no longer "
-        "watches the policy",
+        f"success probability falls from {at:.3g} to {low:.3g} (step {low_step}): every pair "
+        "is already ranked right, so the proxy no longer watches the policy",
     )
 
 

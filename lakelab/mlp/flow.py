@@ -8,7 +8,7 @@ likelihood displacement), or to an action that can end in a hole (catastrophic l
 displacement; Razin et al. 2024, "Unintentional Unalignment", arXiv 2410.08847). On a lake
 the three kinds of action are known exactly:
 
-    optimal       Q*(s, a) within TIE_TOL of max_a Q*(s, a)     (value iteration at gamma)
+    optimal       Q*(s, a) within TIE_TOL of max_a Q*(s, a) > 0  (value iteration at gamma)
     other safe    not optimal, and no chance of falling into a hole
     hole-risking  not optimal, and P(hole | s, a) > 0
 
@@ -38,10 +38,13 @@ def action_classes(lake: Lake, *, gamma: float) -> np.ndarray:
     """Each action's kind [S, A]: OPTIMAL (0), SAFE (1) or RISKY (2); -1 in terminal states.
 
     Optimal comes first: on a slippery lake an optimal move may still risk a hole, and it is
-    counted as optimal (no action there does better)."""
+    counted as optimal (no action there does better). In a state from which the goal cannot
+    be reached every Q*(s, a) is 0 and no action is optimal: there the kinds are safe or
+    hole-risking only."""
     Q = value_iteration(lake, gamma=gamma).Q  # (S, A)
-    optimal = Q >= Q.max(-1, keepdims=True) - TIE_TOL
-    hole_risk = lake.P[..., lake.holes].sum(-1) > 0  # (S, A) P(next state is a hole) > 0
+    best = Q.max(-1, keepdims=True)
+    optimal = (Q >= best - TIE_TOL) & (best > 0)
+    hole_risk = lake.expect(lake.holes.astype(float)) > 0  # (S, A) P(next state is a hole) > 0
     kinds = np.where(optimal, OPTIMAL, np.where(hole_risk, RISKY, SAFE))
     kinds[lake.terminal] = -1
     return kinds

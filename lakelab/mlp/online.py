@@ -104,10 +104,10 @@ def _train(setup: Setup, method: str, i: int) -> MethodResult:
         batch = to_batch([episodes])  # (1, B, T)
         states, actions, mask = batch.states[0], batch.actions[0], batch.mask[0]
         explored += np.bincount(states[mask].numpy(), minlength=lake.n_states)
-        reached = torch.from_numpy(lake.goal[episodes.final]).double()
+        goal = lake.goal[episodes.final]  # (B,) bool: reached the goal
+        reached = torch.from_numpy(goal).double()
         if logged(step, cfg):  # the replay shows the episodes that reached the goal as chosen
-            goal = lake.goal[episodes.final][None]  # (1, B)
-            tape.batch(batch, batch, keep={"chosen": goal, "rejected": ~goal})
+            tape.batch(batch, batch, keep={"chosen": goal[None], "rejected": ~goal[None]})
         rewards = reached - hp["step_penalty"] * torch.from_numpy(episodes.lengths).double()
         old = table[states, actions]  # (B, T) the sampling policy's log-probs
         advantages = _advantages(rl.advantage, rewards, G, hp, values, states, mask, cfg.gamma)
@@ -184,9 +184,9 @@ def _train_joint(setup: Setup, method: str, idx: list[int]) -> MethodResult:
         states, actions, mask = batch.states, batch.actions, batch.mask
         for n in range(N):
             explored[n] += np.bincount(states[n][mask[n]].numpy(), minlength=S)
-        reached = torch.from_numpy(lake.goal[episodes.final]).double().view(N, B)
+        goal = lake.goal[episodes.final].reshape(N, B)  # reached the goal
+        reached = torch.from_numpy(goal).double()
         if logged(step, cfg):  # the replay shows the episodes that reached the goal as chosen
-            goal = lake.goal[episodes.final].reshape(N, B)
             tape.batch(batch, batch, keep={"chosen": goal, "rejected": ~goal})
         lengths = torch.from_numpy(episodes.lengths).double().view(N, B)
         rewards = reached - hp["step_penalty"] * lengths

@@ -24,6 +24,7 @@ The training loops record into a :class:`Tape` at each logged step.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ import numpy as np
 from lakelab.files import atomic_write_bytes
 from lakelab.mlp.data import Batch
 
-__all__ = ["KINDS", "Paths", "Replay", "Tape", "load_replay", "replay_path", "write_replay"]
+__all__ = ["KINDS", "Paths", "Replay", "ReplayData", "Tape", "load_replay", "replay_path",
+           "stack", "write_replay"]  # fmt: skip
 
 KINDS = ("chosen", "rejected")
 _FORMAT = 2  # 1: policies only (no explored mass, no trajectories)
@@ -50,7 +52,8 @@ class Paths:
 
     @classmethod
     def empty(cls, lead: tuple[int, ...]) -> Paths:
-        return cls(*(np.zeros((*lead, 0, 0), np.int16),) * 2, np.zeros((*lead, 0), np.int16))
+        empty = np.zeros((*lead, 0, 0))
+        return cls(empty.astype(np.int16), empty.astype(np.int8), np.zeros((*lead, 0), np.int16))
 
     def row(self, n: int) -> Paths:
         """Row ``n`` of the leading dimension."""
@@ -99,7 +102,10 @@ class Tape:
             lengths = batch.mask.numpy().sum(-1)  # (N, B)
             if keep is not None and kind in keep:
                 lengths = lengths * keep[kind]
-            states, actions = batch.states.numpy(), batch.actions.numpy()
+            # stored compactly from the start: states < 4096 (64 x 64 lakes), 4 actions
+            states = batch.states.numpy().astype(np.int16)
+            actions = batch.actions.numpy().astype(np.int8)
+            lengths = lengths.astype(np.int16)
             self._batches[kind].append((len(self._policies) - 1, states, actions, lengths))
 
     def data(self) -> ReplayData:
@@ -212,14 +218,18 @@ def load_replay(out: str | Path, method: str, seed: int) -> Replay:
             f"{out} has no replay data for {method}, seed {seed} ({path.name}): the run was "
             "made by a lakelab that kept none" + rerun
         )
-    with np.load(path) as data:
-        if "format" not in data or int(data["format"]) < _FORMAT:
-            raise ValueError(
-                f"{path} is replay data of an older lakelab (policies only, no explored mass "
-                "or trajectories)" + rerun
-            )
-        paths = {
-            kind: Paths(*(data[f"{kind}_{a}"] for a in ("states", "actions", "lengths")))
-            for kind in KINDS
-        }
-        return Replay(method, seed, data["steps"], data["policies"], data["explored"], **paths)
+    try:
+        with np.load(path) as data:
+            if "format" not in data or int(data["format"]) < _FORMAT:
+                raise ValueError(
+                    f"{path} is replay data of an older lakelab (policies only, no explored "
+                    "mass or trajectories)" + rerun
+                )
+            paths = {
+                kind: Paths(*(data[f"{kind}_{a}"] for a in ("states", "actions", "lengths")))
+                for kind in KINDS
+            }
+            return Replay(method, seed, data["steps"], data["policies"], data["explored"],
+                          **paths)  # fmt: skip
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not readable replay data ({err})" + rerun) from None

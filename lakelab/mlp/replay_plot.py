@@ -73,6 +73,11 @@ def load_run(out: str | Path, seed: int, methods: list[str] | None = None) -> Ru
     """The replay of ``seed`` in run directory ``out`` (its config.json), for ``methods``
     (default: the run's). ValueError if no method has replay data."""
     config = LakeConfig.load(Path(out) / "config.json")
+    if seed not in config.seed_list:
+        raise ValueError(f"{out} has no seed {seed}; its seeds: {config.seed_list}")
+    unknown = sorted(set(methods or ()) - set(config.methods))
+    if unknown:
+        raise ValueError(f"{out} has no method {unknown}; its methods: {list(config.methods)}")
     lake = make_lake(config.lake, slippery=config.slippery, success_rate=config.success_rate)
     optimum = soft_value_iteration(lake, tau=config.tau, gamma=config.gamma)
     replays, missing = {}, {}
