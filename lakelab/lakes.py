@@ -263,8 +263,22 @@ def random_lake(
 
     Each other cell is frozen with probability ``p_frozen`` (else a hole); maps whose goal
     is unreachable are redrawn, at most ``max_tries`` times (Gymnasium's own generator loops
-    forever when ``p_frozen`` is near 0 or the size is 1).
+    forever when ``p_frozen`` is near 0 or the size is 1). ``random_map`` draws the map
+    alone, from the same random numbers.
     """
+    rows = random_map(size, p_frozen=p_frozen, seed=seed, max_tries=max_tries)
+    return make_lake(rows, slippery=slippery, success_rate=success_rate)
+
+
+def random_map(
+    size: int | tuple[int, int] = 4,
+    *,
+    p_frozen: float = 0.8,
+    seed: int | np.random.Generator | None = None,
+    max_tries: int = 1000,
+) -> tuple[str, ...]:
+    """The rows of ``random_lake``'s map, without building the lake (a map is cheap to draw
+    and check; a ``Lake`` builds Gymnasium's env and its transition table)."""
     nrow, ncol = (size, size) if isinstance(size, int) else tuple(size)
     if not all(isinstance(n, int | np.integer) and 1 <= n <= MAX_SIDE for n in (nrow, ncol)):
         raise ValueError(f"size must be 1..{MAX_SIDE} rows and columns, got {size!r}")
@@ -279,7 +293,7 @@ def random_lake(
         grid[0, 0], grid[-1, -1] = "S", "G"
         rows = tuple("".join(r) for r in grid)
         if _goal_reachable(rows, (0, 0)):
-            return make_lake(rows, slippery=slippery, success_rate=success_rate)
+            return rows
     raise ValueError(
         f"no {nrow}x{ncol} lake with a reachable goal found in {max_tries} tries at "
         f"p_frozen={p_frozen}; raise p_frozen or max_tries"

@@ -127,6 +127,7 @@ def test_aligning_together_is_aligning_each_seed_alone(seeds_setup, method, nega
     assert not torch.equal(got[0].wte.weight, bases[0].wte.weight)
 
 
+@pytest.mark.slow  # ~2.5 s: a seed set to diverge, both loops
 def test_a_diverging_seed_is_named_with_method_and_step(seed_datas, monkeypatch):
     data, bases = seed_datas, [TinyGPT(model_config(CFG.model), seed=s) for s in SEEDS]
     real = BT.compute_objective

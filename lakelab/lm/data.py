@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lakelab.lakes import Lake, random_lake
+from lakelab.lakes import Lake, make_lake, random_map
 from lakelab.lm.tokenizer import (
     ACTION_IDS,
     END_ID,
@@ -59,16 +59,15 @@ MAX_REJECT_TRIES = 8  # draws of a non-optimal walk before the fallback (optimal
 def lake_split(
     size: int, p_frozen: float, n_train: int, n_test: int, seed: int
 ) -> tuple[tuple[Lake, ...], tuple[Lake, ...]]:
-    """``n_train`` and ``n_test`` distinct seeded random lakes (``lakelab.lakes.random_lake``);
+    """``n_train`` and ``n_test`` distinct seeded random lakes (``lakelab.lakes.random_map``);
     no map is in both sets. Cached: the experiment, tests and benchmark share the work."""
     rng = np.random.default_rng(seed)
-    seen: dict[tuple[str, ...], Lake] = {}
+    seen: dict[tuple[str, ...], None] = {}  # distinct maps in the order first drawn
     need = n_train + n_test
     for _ in range(50 * need):
-        lake = random_lake(size, p_frozen=p_frozen, seed=rng)
-        seen.setdefault(lake.desc, lake)
-        if len(seen) == need:
-            lakes = list(seen.values())
+        seen.setdefault(random_map(size, p_frozen=p_frozen, seed=rng))
+        if len(seen) == need:  # only now build the lakes: most draws repeat a map
+            lakes = [make_lake(rows) for rows in seen]
             return tuple(lakes[:n_train]), tuple(lakes[n_train:])
     raise ValueError(
         f"found only {len(seen)} distinct {size}x{size} lakes at p_frozen={p_frozen} in "
