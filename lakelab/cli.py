@@ -199,7 +199,7 @@ def _lm(args: argparse.Namespace) -> int:
     from lakelab.lm.runs import run_lm
 
     with progress_bar("training", "step", quiet=args.quiet) as progress:
-        paths = run_lm(config, args.out, progress=progress)
+        paths = run_lm(config, args.out, progress=progress, workers=args.workers)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -316,6 +316,13 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     lm.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
     lm.add_argument("--out", default="results/lm", help="run directory (resumable)")
     lm.add_argument("--quiet", action="store_true", help="no progress bar")
+    lm.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes the seeds are split over (default: the machine's cores); the numbers "
+        "do not depend on it",
+    )
     lm.set_defaults(func=_lm)
 
     replay = sub.add_parser(

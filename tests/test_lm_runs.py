@@ -144,8 +144,8 @@ def test_same_config_same_metrics_and_a_truncated_cell_is_recomputed(tmp_path, m
         run_lm(SMALL.replace(align_steps=7), tmp_path / "a")
 
 
-@pytest.mark.slow  # ~4 s: two runs of two seeds, four methods
-def test_batched_and_plain_runs_write_the_same_numbers(tmp_path):
+@pytest.mark.slow  # ~6 s: three runs of two seeds, four methods
+def test_batched_plain_and_two_process_runs_write_the_same_numbers(tmp_path):
     """The seeds trained together (the default) and one after another (batched=False): the
     same metrics and the same checkpoints, bit for bit, an RL method included."""
     cfg = SMALL.replace(methods=("sft", "ift", "kto", "reinforce"), hparams={})
@@ -161,6 +161,11 @@ def test_batched_and_plain_runs_write_the_same_numbers(tmp_path):
             assert all(torch.equal(got[k], expected[k]) for k in got), (method, seed)
     frame = pd.read_csv(tmp_path / "plain" / "metrics.csv")
     assert set(frame["seed"]) == {0, 1} and set(frame["method"]) == {BASE, *cfg.methods}
+    # the seeds split over two processes (each seed its own group): the same bytes again
+    run_lm(cfg, tmp_path / "workers", workers=2)
+    assert (tmp_path / "workers" / "metrics.csv").read_bytes() == metrics
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        run_lm(cfg, tmp_path / "none", workers=0)
 
 
 @pytest.mark.parametrize(

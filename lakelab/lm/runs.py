@@ -27,7 +27,9 @@ depend on the machine's core count.
 from __future__ import annotations
 
 import io
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +52,7 @@ from lakelab.registry import get_objective
 from lakelab.rl_methods import is_rl_method
 from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
 from lakelab.stats import ci95
-from lakelab.training import torch_threads
+from lakelab.training import torch_threads, worker_start_method
 
 BASE = "base"
 
@@ -94,32 +96,23 @@ def run_lm(
     *,
     progress: Callable[[int, int], None] | None = None,
     batched: bool = True,
+    workers: int = 1,
 ) -> dict[str, Path]:
     """Run (or resume) the LM experiment into ``out``; returns the paths written.
 
     ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance
-    (steps summed over seeds). ``batched``: the seeds train together (module docstring).
+    (steps summed over seeds; a worker's steps count when it finishes). ``batched``: the
+    seeds train together (module docstring). ``workers`` > 1 splits the seeds that have work
+    left into that many groups, every ``workers``-th seed in one: this process trains the
+    first while worker processes (forked on Linux, ``worker_start_method``) train the others.
+    A seed's numbers do not depend on which seeds train beside it or where (tested).
     """
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
     check_protocol(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
-    todo = {
-        seed: [m for m in config.methods if load_cell(out, config, m, seed) is None]
-        for seed in config.seed_list
-    }
-    # a seed's base model: from its checkpoint if its cell and checkpoint are intact and some
-    # method needs it; None means pre-train (again)
-    bases: dict[int, TinyGPT | None] = {}
-    for seed in config.seed_list:
-        if load_cell(out, config, BASE, seed) is None:
-            bases[seed] = None
-        elif todo[seed]:
-            bases[seed] = load_checkpoint(checkpoint_path(out, BASE, seed), config)
-    total = sum(
-        config.pretrain_steps * (seed in bases and bases[seed] is None)
-        + config.align_steps * len(todo[seed])
-        for seed in config.seed_list
-    )
+    plan = _plan(config, out, config.seed_list)
     done = 0
 
     def tick(k: int) -> None:
@@ -128,16 +121,61 @@ def run_lm(
         if progress is not None:
             progress(done, total)
 
+    total = sum(steps for steps, _ in plan.values())
     if total and progress is not None:
         progress(0, total)
+    busy = [seed for seed, (steps, _) in plan.items() if steps]
+    groups = [busy[i::workers] for i in range(min(workers, len(busy)))]
+    if len(groups) > 1:
+        context = multiprocessing.get_context(worker_start_method())
+        with ProcessPoolExecutor(len(groups) - 1, context) as pool:
+            jobs = [pool.submit(_run_seeds, config, out, g, batched) for g in groups[1:]]
+            _run_seeds(config, out, groups[0], batched, tick)
+            for job in as_completed(jobs):
+                tick(job.result())
+    elif groups:
+        _run_seeds(config, out, groups[0], batched, tick)
+    return write_reports(config, out)
+
+
+def _plan(config: LMConfig, out: Path, seeds: list[int]) -> dict[int, tuple[int, list[str]]]:
+    """Per seed: the training steps left and the methods whose cells are missing."""
+    plan = {}
+    for seed in seeds:
+        todo = [m for m in config.methods if load_cell(out, config, m, seed) is None]
+        pretrain = load_cell(out, config, BASE, seed) is None
+        plan[seed] = (config.pretrain_steps * pretrain + config.align_steps * len(todo), todo)
+    return plan
+
+
+def _run_seeds(config: LMConfig, out: Path, seeds: list[int], batched: bool, tick=None) -> int:
+    """Train what ``seeds`` miss into ``out`` (one process's share); returns its steps."""
+    steps = 0
+
+    def count(k: int) -> None:
+        nonlocal steps
+        steps += k
+        if tick is not None:
+            tick(k)
+
+    plan = _plan(config, out, seeds)
+    # a seed's base model: from its checkpoint if its cell and checkpoint are intact and some
+    # method needs it; None means pre-train (again)
+    bases: dict[int, TinyGPT | None] = {}
+    for seed, (_, todo) in plan.items():
+        if load_cell(out, config, BASE, seed) is None:
+            bases[seed] = None
+        elif todo:
+            bases[seed] = load_checkpoint(checkpoint_path(out, BASE, seed), config)
+    todo = {seed: methods for seed, (_, methods) in plan.items()}
     with torch_threads(1):
         held = held_out(config) if bases else None
         if batched and bases:
-            _run_batched(config, out, bases, todo, held, tick)
+            _run_batched(config, out, bases, todo, held, count)
         else:
             for seed, base in bases.items():
-                _run_seed(config, out, seed, base, todo[seed], held, tick)
-    return write_reports(config, out)
+                _run_seed(config, out, seed, base, todo[seed], held, count)
+    return steps
 
 
 def _run_batched(config, out, bases: dict, todo: dict, held: HeldOut, tick) -> None:

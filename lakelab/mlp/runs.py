@@ -15,7 +15,6 @@ refused) and a truncated or corrupted file is recomputed, never trusted.
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -34,6 +33,7 @@ from lakelab.registry import get_objective
 from lakelab.rl_methods import is_rl_method
 from lakelab.rundir import cell_path, check_protocol, n_logs, read_cell, write_cell
 from lakelab.stats import ci95
+from lakelab.training import worker_start_method
 
 SUMMARY_METRICS = (
     "param_mse",
@@ -171,19 +171,6 @@ def _kind(config: LakeConfig, method: str) -> str:
     if objective.needs_pairs:
         return f"{config.negatives} pairs"
     return "plain"
-
-
-def worker_start_method() -> str:
-    """How run_lake starts its worker processes: "fork" on Linux, else "spawn".
-
-    A forked worker starts at once, with torch imported and the set-up in memory; a spawned
-    one first imports torch (speed: ``docs/benchmarks.md``). Forking a process whose OpenMP
-    pool has run is safe here for the reason it is safe for PyTorch's DataLoader workers: the
-    worker trains with one thread (``lakelab.training.torch_threads``), and with one thread
-    ATen never enters an OpenMP parallel region. macOS and Windows spawn (fork is unsafe or
-    missing there).
-    """
-    return "fork" if sys.platform == "linux" else "spawn"
 
 
 def _warm_up() -> None:
