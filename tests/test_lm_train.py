@@ -10,6 +10,7 @@ from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 from lakelab.lm import data as D
 from lakelab.lm import metrics as M
 from lakelab.lm import train as TR
+from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.tokenizer import END_ID, decode, encode, parse_plan, plan_text
 from lakelab.registry import compute_objective
 from lakelab.solver import soft_value_iteration
@@ -36,6 +37,40 @@ def test_train_and_held_out_lakes_are_distinct_and_disjoint():
     assert [lake.desc for lake in D.lake_split.__wrapped__(4, 0.8, 120, 30, 7)[1]] == descs[120:]
     with pytest.raises(ValueError, match=r"found only .* distinct 2x2 lakes"):
         D.lake_split(2, 0.8, 10, 5, 0)
+
+
+def test_validation_lakes_are_disjoint_and_leave_the_others_as_they_were():
+    cfg = TINY_LM.replace(n_val=24)
+    train, test = D.tasks(cfg)
+    _, val = D.tasks(cfg.replace(evaluate_on="validation"))
+    def maps(tasks):
+        return [t.lake.desc for t in tasks]
+
+    fewer = D.tasks(cfg.replace(n_val=1))
+    assert len(val) == 24 and (maps(train), maps(test)) == (maps(fewer[0]), maps(fewer[1]))
+    descs = maps(train + test + val)
+    assert len(set(descs)) == len(descs)  # three disjoint sets
+
+
+def test_a_methods_own_learning_rate_is_the_one_it_trains_with(monkeypatch):
+    cfg = TINY_LM.replace(align_lr=1e-3, align_lrs={"dpo": 3e-4})
+    assert (cfg.method_lr("dpo"), cfg.method_lr("sft")) == (3e-4, 1e-3)
+    used = []
+    real = TR.new_optimizer
+    monkeypatch.setattr(TR, "new_optimizer", lambda m, lr, wd: used.append(lr) or real(m, lr, wd))
+    data = D.seed_data(cfg, 0)
+    base = TinyGPT(model_config(cfg.model), seed=0)
+    ref = TR.ReferenceCache.build(base, data)
+    for method in ("sft", "dpo"):
+        TR.align(cfg.replace(align_steps=1), base, method, data, 0, reference=ref,
+                log=lambda *a: None)  # fmt: skip
+    assert used == [1e-3, 3e-4]
+    with pytest.raises(ValueError, match=r"align_lrs: unknown method 'dop'"):
+        cfg.replace(align_lrs={"dop": 1e-3})
+    with pytest.raises(ValueError, match=r"align_lrs\['dpo'\] must be in \(0, inf\)"):
+        cfg.replace(align_lrs={"dpo": 0.0})
+    with pytest.raises(ValueError, match="evaluate_on must be one of"):
+        cfg.replace(evaluate_on="train")
 
 
 def test_plans_agree_with_an_independent_grid_walker():

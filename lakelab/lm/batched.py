@@ -171,7 +171,7 @@ def optimize_seeds(
     if stage == "pretrain":
         steps, lr, log_every = cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_log_every
     else:
-        steps, lr, log_every = cfg.align_steps, cfg.align_lr, cfg.log_every
+        steps, lr, log_every = cfg.align_steps, cfg.method_lr(method), cfg.log_every
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     for step in range(steps + 1):
         if step % log_every == 0 or step == steps:

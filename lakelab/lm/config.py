@@ -16,11 +16,12 @@ from typing import Any
 from lakelab.configs import METHODS, TrackConfig, choose_preset
 from lakelab.lm.model import model_config
 from lakelab.lm.tokenizer import prompt_length
-from lakelab.registry import get_objective
-from lakelab.rl_methods import get_rl_method, is_rl_method
+from lakelab.registry import OBJECTIVES, get_objective
+from lakelab.rl_methods import RL_METHODS, get_rl_method, is_rl_method
 from lakelab.validate import check_choice, check_real
 
 NEGATIVE_MODES = ("offline", "online")
+EVALUATE_ON = ("test", "validation")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class LMConfig(TrackConfig):
     """Distinct training lakes: pre-training corpus and alignment prompts."""
     n_test: int = 200
     """Distinct held-out lakes, none of them a training lake: every metric is on these."""
+    n_val: int = 200
+    """Distinct validation lakes, neither training nor held-out lakes: ``lakelab lm-lr``
+    chooses learning rates on these (``evaluate_on="validation"``)."""
+    evaluate_on: str = "test"
+    """The lakes every metric is measured on: "test" (the held-out lakes) or "validation"."""
     lake_seed: int = 0
     """Seed of the lakes."""
     gamma: float = 0.9
@@ -63,7 +69,10 @@ class LMConfig(TrackConfig):
     align_steps: int = 200
     """Alignment steps, the same budget and batches for every method."""
     align_lr: float = 1e-3
-    """AdamW learning rate of alignment, the same for every method."""
+    """AdamW learning rate of alignment, for every method not in ``align_lrs``."""
+    align_lrs: dict[str, float] = field(default_factory=dict)
+    """Per-method learning rates of alignment, e.g. {"dpo": 3e-4}, over ``align_lr``. The
+    default preset's are chosen on validation lakes by ``lakelab lm-lr`` (docs/lm-track.md)."""
     weight_decay: float = 0.0
     """AdamW weight decay (0: the loss is the objective and nothing else)."""
     methods: tuple[str, ...] = METHODS
@@ -82,7 +91,8 @@ class LMConfig(TrackConfig):
     """Seeds are first_seed .. first_seed + seeds - 1."""
 
     def __post_init__(self) -> None:
-        sizes = ("size", "n_train", "n_test", "max_moves", "corpus_per_lake", "batch_size")
+        sizes = ("size", "n_train", "n_test", "n_val", "max_moves", "corpus_per_lake",
+                 "batch_size")  # fmt: skip
         self.check_ints(
             positive=(*sizes, "pretrain_log_every", "log_every", "seeds"),
             nonneg=("pretrain_steps", "align_steps", "lake_seed", "first_seed"),
@@ -117,7 +127,17 @@ class LMConfig(TrackConfig):
                 f"{self.seq_len - 1}; model {self.model!r} has {model.block_size}"
             )
         check_choice("negatives", self.negatives, NEGATIVE_MODES)
+        check_choice("evaluate_on", self.evaluate_on, EVALUATE_ON)
         self.check_methods()
+        if not isinstance(self.align_lrs, dict):
+            raise ValueError(
+                f"align_lrs must map methods to learning rates, got {self.align_lrs!r}"
+            )
+        for method, lr in self.align_lrs.items():
+            known = (*OBJECTIVES, *RL_METHODS)
+            if method not in known:
+                raise ValueError(f"align_lrs: unknown method {method!r}; known: {sorted(known)}")
+            check_real(f"align_lrs[{method!r}]", lr, 0.0, low_open=True)
         for m in (m for m in self.methods if is_rl_method(m)):
             if get_rl_method(m).advantage == "gae":
                 raise ValueError(
@@ -143,6 +163,10 @@ class LMConfig(TrackConfig):
                 f"batch_size must be >= 2 for {mismatched}: their mismatched pairs join each "
                 "lake's prompt to another lake's plan, and a batch of 1 has no other lake"
             )
+
+    def method_lr(self, method: str) -> float:
+        """The alignment learning rate of ``method``: ``align_lrs[method]``, else ``align_lr``."""
+        return float(self.align_lrs.get(method, self.align_lr))
 
     @property
     def seq_len(self) -> int:

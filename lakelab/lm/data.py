@@ -271,14 +271,21 @@ def encode_plans(tasks: list[LakeTask], plans: list[list[int]], length: int) -> 
 
 
 def tasks(cfg: LMConfig) -> tuple[tuple[LakeTask, ...], tuple[LakeTask, ...]]:
-    """Training and held-out lakes of ``cfg`` with their ground truth (cached)."""
-    return _tasks(cfg.size, cfg.p_frozen, cfg.n_train, cfg.n_test, cfg.lake_seed, cfg.gamma)
+    """Training lakes of ``cfg`` and the lakes its metrics are measured on (the held-out
+    ones, or the validation ones if ``cfg.evaluate_on == "validation"``), with their ground
+    truth (cached)."""
+    train, test, val = _tasks(cfg.size, cfg.p_frozen, cfg.n_train, cfg.n_test, cfg.n_val,
+                              cfg.lake_seed, cfg.gamma)  # fmt: skip
+    return train, (val if cfg.evaluate_on == "validation" else test)
 
 
 @lru_cache(maxsize=4)
-def _tasks(size, p_frozen, n_train, n_test, lake_seed, gamma):
-    train, test = lake_split(size, p_frozen, n_train, n_test, lake_seed)
-    return tuple(make_task(x, gamma) for x in train), tuple(make_task(x, gamma) for x in test)
+def _tasks(size, p_frozen, n_train, n_test, n_val, lake_seed, gamma):
+    """Training, held-out and validation lakes: three disjoint sets. The validation lakes are
+    drawn after the held-out ones, so adding them changed no training or held-out lake."""
+    train, rest = lake_split(size, p_frozen, n_train, n_test + n_val, lake_seed)
+    test, val = rest[:n_test], rest[n_test:]
+    return tuple(tuple(make_task(x, gamma) for x in part) for part in (train, test, val))
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def optimize(
     if stage == "pretrain":
         steps, lr, log_every = cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_log_every
     else:
-        steps, lr, log_every = cfg.align_steps, cfg.align_lr, cfg.log_every
+        steps, lr, log_every = cfg.align_steps, cfg.method_lr(method), cfg.log_every
     opt = new_optimizer(model, lr, cfg.weight_decay)
     for step in range(steps + 1):
         if step % log_every == 0 or step == steps:
