@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from lakelab.mlp.config import LakeConfig
 
 Progress = Callable[[int, int], None]
-FIELD_COMMANDS = ("lake", "lm")
+FIELD_COMMANDS = ("lake", "lm", "lm-lr")
 CONFIG_LAYERS = """{what}, in a resumable run directory.
 The config is --preset, then the fields of --config FILE.json, then the field flags."""
 
@@ -167,6 +167,25 @@ def _lake(args: argparse.Namespace) -> int:
 
     metrics = pd.read_csv(paths["metrics"])
     print(format_alarms(alarms(metrics, batch_size=config.batch_size), metrics))
+    return 0
+
+
+def _lm_lr(args: argparse.Namespace) -> int:
+    config = lm_config(args)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lakelab.lm.lr_grid import lr_grid
+
+    with progress_bar("learning-rate grid", "step", quiet=args.quiet) as progress:
+        table, chosen = lr_grid(config, args.out, grid=args.grid, seeds=args.grid_seeds,
+                                first_seed=args.grid_first_seed, workers=args.workers,
+                                progress=progress)  # fmt: skip
+    shown = table.pivot(index="method", columns="lr", values="success_mean")
+    print("validation success at the end of alignment (mean over seeds):")
+    print(shown.loc[list(chosen)].to_string(float_format=lambda x: f"{x:.3f}"))
+    print("chosen (align_lrs):", {m: float(f"{lr:g}") for m, lr in chosen.items()})
+    print(f"wrote {args.out}/grid.csv, {args.out}/chosen.json")
     return 0
 
 
@@ -325,6 +344,26 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     )
     lm.set_defaults(func=_lm)
 
+    lm_lr = sub.add_parser(
+        "lm-lr",
+        help="choose each objective's LM learning rate from a grid, on validation lakes",
+        description=CONFIG_LAYERS.format(what="A learning rate per objective (lakelab.lm.lr_grid)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    lm_lr.add_argument("--preset", default="default", help="default or quick")
+    lm_lr.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
+    lm_lr.add_argument("--out", default="results/lm-lr", help="grid directory (resumable)")
+    lm_lr.add_argument("--grid", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3, 1e-2],
+                       help="the learning rates tried")  # fmt: skip
+    lm_lr.add_argument("--grid-seeds", type=int, default=3, help="seeds per rate")
+    lm_lr.add_argument("--grid-first-seed", type=int, default=100,
+                       help="the grid's own seeds start here (not the table's)")  # fmt: skip
+    lm_lr.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="processes the seeds are split over")  # fmt: skip
+    lm_lr.add_argument("--quiet", action="store_true", help="no progress bar")
+    lm_lr.set_defaults(func=_lm_lr)
+
     replay = sub.add_parser(
         "replay",
         help="draw a lake run's replay: one step as a PNG, or every logged step as a GIF",
@@ -423,7 +462,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _add_config_fields(parser: argparse.ArgumentParser, command: str) -> None:
     """A group of flags, one per field of the command's config, and the presets as epilog."""
-    if command == "lake":
+    if command == "lake":  # else lm and lm-lr
         from lakelab.mlp.config import PRESETS, LakeConfig
 
         cls, presets = LakeConfig, PRESETS

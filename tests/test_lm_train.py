@@ -43,6 +43,7 @@ def test_validation_lakes_are_disjoint_and_leave_the_others_as_they_were():
     cfg = TINY_LM.replace(n_val=24)
     train, test = D.tasks(cfg)
     _, val = D.tasks(cfg.replace(evaluate_on="validation"))
+
     def maps(tasks):
         return [t.lake.desc for t in tasks]
 
