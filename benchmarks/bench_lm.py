@@ -1,6 +1,13 @@
-"""Training-step time of every objective relative to SFT, on the tiny transformer (LM track).
+"""Training-step time of every objective relative to SFT, on the tiny transformer (LM track),
+and the default preset end to end.
 
     .venv/bin/python benchmarks/bench_lm.py [--steps 10] [--rounds 5] [--batch 64] [--model micro]
+    .venv/bin/python benchmarks/bench_lm.py --default [--workers 2]
+
+``--default`` runs ``lakelab lm --preset default`` (base + seven objectives, ten seeds) in a
+fresh process into a temporary directory and reports its wall time, imports included, and
+each objective's 95% half-width of held-out success, against the targets of 3 minutes on 2
+cores and 0.08.
 
 One process, one thread, one base model and the same batches (chosen and offline rejected
 plans of 4x4 lakes) for every objective. A step is what ``lakelab.lm.train.align`` does:
@@ -23,9 +30,14 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lakelab.lm.config import PRESETS
 from lakelab.lm.data import seed_data
@@ -62,13 +74,44 @@ def make_step(method: str, model: TinyGPT, base: TinyGPT, data, cache: Reference
     return step
 
 
+TARGET_SECONDS, TARGET_HALF_WIDTH = 180.0, 0.08
+
+
+def end_to_end(workers: int) -> None:
+    """The default preset from a fresh process: wall time and held-out success per method."""
+    lakelab = Path(sys.executable).parent / "lakelab"
+    with tempfile.TemporaryDirectory() as out:
+        command = [str(lakelab), "lm", "--preset", "default", "--out", out, "--quiet",
+                   "--workers", str(workers)]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        summary = pd.read_csv(Path(out) / "summary.csv")
+    print(f"`lakelab lm --preset default --workers {workers}`: {seconds:.0f} s end to end "
+          f"(target {TARGET_SECONDS:.0f} s on 2 cores)\n")  # fmt: skip
+    print("| method | seeds | held-out success | 95% half-width | shortest-plan rate | token KL |")
+    print("|---|---|---|---|---|---|")
+    for _, r in summary.iterrows():
+        print(f"| {r.method} | {r.seeds} | {r.success_mean:.3f} | {r.success_ci95:.3f} | "
+              f"{r.shortest_mean:.3f} | {r.token_kl_mean:.3f} |")  # fmt: skip
+    widest = summary["success_ci95"].max()
+    met = widest <= TARGET_HALF_WIDTH and seconds <= TARGET_SECONDS
+    verdict = "both targets met" if met else "a target missed"
+    print(f"\nwidest half-width {widest:.3f} (target <= {TARGET_HALF_WIDTH}); {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="steps per objective and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--model", default="micro")
+    parser.add_argument("--default", action="store_true", help="the default preset, end to end")
+    parser.add_argument("--workers", type=int, default=2, help="with --default: processes")
     args = parser.parse_args()
+    if args.default:
+        end_to_end(args.workers)
+        return
     cfg = PRESETS["quick"].replace(model=args.model, batch_size=args.batch)
     data = seed_data(cfg, 0)
     base = TinyGPT(model_config(args.model), seed=0)

@@ -324,44 +324,22 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_sweep)
 
-    lm = sub.add_parser(
+    _lm_parser(
+        sub,
         "lm",
-        help="the same objectives on a tiny transformer planning on lakes",
-        description=CONFIG_LAYERS.format(what="The objectives on a tiny transformer"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    lm.add_argument("--preset", default="default", help="default or quick")
-    lm.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
-    lm.add_argument("--out", default="results/lm", help="run directory (resumable)")
-    lm.add_argument("--quiet", action="store_true", help="no progress bar")
-    lm.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="processes the seeds are split over (default: the machine's cores); the numbers "
-        "do not depend on it",
-    )
-    lm.set_defaults(func=_lm)
-
-    lm_lr = sub.add_parser(
-        "lm-lr",
-        help="choose each objective's LM learning rate from a grid, on validation lakes",
-        description=CONFIG_LAYERS.format(what="A learning rate per objective (lakelab.lm.lr_grid)"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    lm_lr.add_argument("--preset", default="default", help="default or quick")
-    lm_lr.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
-    lm_lr.add_argument("--out", default="results/lm-lr", help="grid directory (resumable)")
+        "the same objectives on a tiny transformer planning on lakes",
+        "The objectives on a tiny transformer",
+        "results/lm",
+    ).set_defaults(func=_lm)
+    lm_lr = _lm_parser(
+        sub, "lm-lr", "choose each objective's LM learning rate from a grid, on validation lakes",
+        "A learning rate per objective (lakelab.lm.lr_grid)", "results/lm-lr",
+    )  # fmt: skip
     lm_lr.add_argument("--grid", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3, 1e-2],
                        help="the learning rates tried")  # fmt: skip
     lm_lr.add_argument("--grid-seeds", type=int, default=3, help="seeds per rate")
     lm_lr.add_argument("--grid-first-seed", type=int, default=100,
                        help="the grid's own seeds start here (not the table's)")  # fmt: skip
-    lm_lr.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                       help="processes the seeds are split over")  # fmt: skip
-    lm_lr.add_argument("--quiet", action="store_true", help="no progress bar")
     lm_lr.set_defaults(func=_lm_lr)
 
     replay = sub.add_parser(
@@ -476,6 +454,30 @@ def _add_config_fields(parser: argparse.ArgumentParser, command: str) -> None:
     )
     add_field_flags(group, cls)
     parser.epilog = f"What the presets change:\n{preset_note(presets)}"
+
+
+def _lm_parser(sub, name: str, help_text: str, what: str, out: str) -> argparse.ArgumentParser:
+    """A sub-command over an LMConfig: --preset, --config, --out, --quiet, --workers (the
+    field flags are added by ``_add_config_fields``)."""
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description=CONFIG_LAYERS.format(what=what),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--preset", default="default", help="default or quick")
+    parser.add_argument("--config", help="JSON file of LMConfig fields (over the preset)")
+    parser.add_argument("--out", default=out, help="run directory (resumable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes the seeds are split over (default: the machine's cores); the numbers "
+        "do not depend on it",
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from lakelab.lm.train import (
     PRETRAIN_BATCHES,
     ReferenceCache,
     _concat,
+    budget,
     online_rejected,
     reference_logps,
 )
@@ -168,10 +169,7 @@ def optimize_seeds(
 ) -> None:
     """``train.optimize`` for every seed at once: AdamW on the sum of ``losses_at(step)``
     (one loss per seed); ``log(step)`` at the log points; ``progress(N)`` after each step."""
-    if stage == "pretrain":
-        steps, lr, log_every = cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_log_every
-    else:
-        steps, lr, log_every = cfg.align_steps, cfg.method_lr(method), cfg.log_every
+    steps, lr, log_every = budget(cfg, stage, method)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     for step in range(steps + 1):
         if step % log_every == 0 or step == steps:

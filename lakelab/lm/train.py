@@ -150,6 +150,14 @@ def _check_finite(method: str, seed: int, step: int, loss: torch.Tensor, model: 
         )
 
 
+def budget(cfg: LMConfig, stage: str, method: str) -> tuple[int, float, int]:
+    """Steps, learning rate and log interval of ``stage`` ("pretrain" or "align") for
+    ``method``: alignment takes the method's own rate (``LMConfig.method_lr``)."""
+    if stage == "pretrain":
+        return cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_log_every
+    return cfg.align_steps, cfg.method_lr(method), cfg.log_every
+
+
 def optimize(
     model: TinyGPT,
     cfg: LMConfig,
@@ -164,10 +172,7 @@ def optimize(
     """AdamW on ``loss_at(step)`` with the budget of ``stage`` ("pretrain" or "align");
     ``log(step)`` at every multiple of its log interval and after the last step; Diverged
     names method, seed and step."""
-    if stage == "pretrain":
-        steps, lr, log_every = cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_log_every
-    else:
-        steps, lr, log_every = cfg.align_steps, cfg.method_lr(method), cfg.log_every
+    steps, lr, log_every = budget(cfg, stage, method)
     opt = new_optimizer(model, lr, cfg.weight_decay)
     for step in range(steps + 1):
         if step % log_every == 0 or step == steps:
