@@ -133,11 +133,12 @@ def walk(task: LakeTask, rng: np.random.Generator, max_moves: int, *, avoid: boo
     """A random walk from the start until a hole or the goal, cut after ``max_moves`` moves;
     ``avoid=True`` only takes moves to another cell that is not a hole."""
     lake, s, plan = task.lake, task.lake.start, []
+    holes = lake.holes  # a property that builds the array: once per walk
     while not lake.terminal[s] and len(plan) < max_moves:
         moves = [
             a
             for a in range(lake.n_actions)
-            if not avoid or (task.step(s, a) != s and not lake.holes[task.step(s, a)])
+            if not avoid or (task.step(s, a) != s and not holes[task.step(s, a)])
         ]
         a = int(rng.choice(moves))
         plan.append(a)
