@@ -2,7 +2,7 @@
 and the default preset end to end.
 
     .venv/bin/python benchmarks/bench_lm.py [--steps 10] [--rounds 5] [--batch 64] [--model micro]
-    .venv/bin/python benchmarks/bench_lm.py --default [--workers 2]
+    .venv/bin/python benchmarks/bench_lm.py --default [--workers 2] [--out results/lm-default]
 
 ``--default`` runs ``lakelab lm --preset default`` (base + seven objectives, ten seeds) in a
 fresh process into a temporary directory and reports its wall time, imports included, and
@@ -77,10 +77,14 @@ def make_step(method: str, model: TinyGPT, base: TinyGPT, data, cache: Reference
 TARGET_SECONDS, TARGET_HALF_WIDTH = 180.0, 0.08
 
 
-def end_to_end(workers: int) -> None:
-    """The default preset from a fresh process: wall time and held-out success per method."""
+def end_to_end(workers: int, keep: Path | None) -> None:
+    """The default preset from a fresh process: wall time and held-out success per method.
+    ``keep``: run into this (new) directory and keep it, e.g. results/lm-default."""
     lakelab = Path(sys.executable).parent / "lakelab"
-    with tempfile.TemporaryDirectory() as out:
+    if keep is not None and keep.exists():
+        sys.exit(f"{keep} exists: a finished run would only be read, not timed")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = str(keep or scratch)
         command = [str(lakelab), "lm", "--preset", "default", "--out", out, "--quiet",
                    "--workers", str(workers)]  # fmt: skip
         start = time.perf_counter()
@@ -108,9 +112,10 @@ def main() -> None:
     parser.add_argument("--model", default="micro")
     parser.add_argument("--default", action="store_true", help="the default preset, end to end")
     parser.add_argument("--workers", type=int, default=2, help="with --default: processes")
+    parser.add_argument("--out", type=Path, help="with --default: keep the run here (new)")
     args = parser.parse_args()
     if args.default:
-        end_to_end(args.workers)
+        end_to_end(args.workers, args.out)
         return
     cfg = PRESETS["quick"].replace(model=args.model, batch_size=args.batch)
     data = seed_data(cfg, 0)

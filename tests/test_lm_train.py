@@ -39,6 +39,22 @@ def test_train_and_held_out_lakes_are_distinct_and_disjoint():
         D.lake_split(2, 0.8, 10, 5, 0)
 
 
+def test_distinct_maps_are_random_maps_maps_in_its_order():
+    """The block-drawn, flood-filled maps against lakes.random_map called one map at a time
+    (its breadth-first search on the characters), for two sizes and densities."""
+    from lakelab.lakes import random_map
+
+    for size, p_frozen, need in ((4, 0.8, 300), (5, 0.6, 200)):
+        rng = np.random.default_rng(3)
+        expected: dict = {}
+        while len(expected) < need:
+            expected.setdefault(random_map(size, p_frozen=p_frozen, seed=rng))
+        got = D.distinct_maps(size, p_frozen, need, np.random.default_rng(3), draws=10**6)
+        assert got == list(expected)
+    # at most `draws` maps looked at: 20 draws hold fewer than 100 distinct maps
+    assert len(D.distinct_maps(4, 0.8, 100, np.random.default_rng(0), draws=20)) <= 20
+
+
 def test_validation_lakes_are_disjoint_and_leave_the_others_as_they_were():
     cfg = TINY_LM.replace(n_val=24)
     train, test = D.tasks(cfg)

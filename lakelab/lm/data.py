@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lakelab.lakes import Lake, make_lake, random_map
+from lakelab.lakes import Lake, make_lake
 from lakelab.lm.tokenizer import (
     ACTION_IDS,
     END_ID,
@@ -59,20 +59,65 @@ MAX_REJECT_TRIES = 8  # draws of a non-optimal walk before the fallback (optimal
 def lake_split(
     size: int, p_frozen: float, n_train: int, n_test: int, seed: int
 ) -> tuple[tuple[Lake, ...], tuple[Lake, ...]]:
-    """``n_train`` and ``n_test`` distinct seeded random lakes (``lakelab.lakes.random_map``);
+    """``n_train`` and ``n_test`` distinct seeded random lakes (``lakelab.lakes.random_map``'s
+    maps, drawn by ``distinct_maps``);
     no map is in both sets. Cached: the experiment, tests and benchmark share the work."""
-    rng = np.random.default_rng(seed)
-    seen: dict[tuple[str, ...], None] = {}  # distinct maps in the order first drawn
+    if size < 2:
+        raise ValueError(f"size must be at least 2 (a start and a goal cell), got {size}")
     need = n_train + n_test
-    for _ in range(50 * need):
-        seen.setdefault(random_map(size, p_frozen=p_frozen, seed=rng))
-        if len(seen) == need:  # only now build the lakes: most draws repeat a map
-            lakes = [make_lake(rows) for rows in seen]
-            return tuple(lakes[:n_train]), tuple(lakes[n_train:])
+    maps = distinct_maps(size, p_frozen, need, np.random.default_rng(seed), draws=50 * need)
+    if len(maps) == need:  # only now build the lakes: most draws repeat a map
+        lakes = [make_lake(rows) for rows in maps]
+        return tuple(lakes[:n_train]), tuple(lakes[n_train:])
     raise ValueError(
-        f"found only {len(seen)} distinct {size}x{size} lakes at p_frozen={p_frozen} in "
+        f"found only {len(maps)} distinct {size}x{size} lakes at p_frozen={p_frozen} in "
         f"{50 * need} draws, fewer than n_train + n_test = {need}; lower them or raise size"
     )
+
+
+MAP_BLOCK = 4096  # grids drawn at once by distinct_maps
+
+
+def distinct_maps(
+    size: int, p_frozen: float, need: int, rng: np.random.Generator, *, draws: int
+) -> list[tuple[str, ...]]:
+    """The first ``need`` distinct maps of the sequence ``lakes.random_map(size, p_frozen,
+    seed=rng)`` would return call after call, looking at no more than ``draws`` maps (fewer
+    if it runs out). Grids are drawn in blocks from the same random numbers (one uniform per
+    cell, row by row) and the goal's reachability is a flood fill over the whole block, so
+    the maps are random_map's, in its order (tested), at a fraction of its cost."""
+    seen: dict[bytes, tuple[str, ...]] = {}
+    accepted = 0
+    while accepted < draws and len(seen) < need:
+        frozen = rng.random((MAP_BLOCK, size, size)) < p_frozen  # (K, n, n)
+        frozen[:, 0, 0] = frozen[:, -1, -1] = True  # S and G
+        for grid in frozen[_goal_reachable(frozen)]:
+            accepted += 1
+            key = grid.tobytes()
+            if key not in seen:
+                rows = ["".join("F" if f else "H" for f in row) for row in grid]
+                rows[0], rows[-1] = "S" + rows[0][1:], rows[-1][:-1] + "G"
+                seen[key] = tuple(rows)
+            if len(seen) == need or accepted == draws:
+                break
+    return list(seen.values())
+
+
+def _goal_reachable(frozen: np.ndarray) -> np.ndarray:
+    """Whether the bottom-right cell can be reached from the top-left one through frozen
+    cells, for every grid of ``frozen`` [K, n, m] at once (a flood fill): [K] bool."""
+    reach = np.zeros_like(frozen)
+    reach[:, 0, 0] = True
+    while True:
+        grown = reach.copy()
+        grown[:, 1:] |= reach[:, :-1]
+        grown[:, :-1] |= reach[:, 1:]
+        grown[:, :, 1:] |= reach[:, :, :-1]
+        grown[:, :, :-1] |= reach[:, :, 1:]
+        grown &= frozen
+        if (grown == reach).all():
+            return reach[:, -1, -1]
+        reach = grown
 
 
 @dataclass(frozen=True)

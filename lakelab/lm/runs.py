@@ -43,7 +43,7 @@ from lakelab.files import (
 )
 from lakelab.lm.batched import align_seeds, pretrain_seeds
 from lakelab.lm.config import LMConfig
-from lakelab.lm.data import SeedData, seed_data
+from lakelab.lm.data import SeedData, seed_data, tasks
 from lakelab.lm.metrics import METRICS, HeldOut, evaluate, held_out
 from lakelab.lm.model import TinyGPT, model_config
 from lakelab.lm.rl import align_rl
@@ -127,6 +127,7 @@ def run_lm(
     busy = [seed for seed, (steps, _) in plan.items() if steps]
     groups = [busy[i::workers] for i in range(min(workers, len(busy)))]
     if len(groups) > 1:
+        tasks(config)  # the lakes, built once (cached): forked workers inherit them
         context = multiprocessing.get_context(worker_start_method())
         with ProcessPoolExecutor(len(groups) - 1, context) as pool:
             jobs = [pool.submit(_run_seeds, config, out, g, batched) for g in groups[1:]]
