@@ -191,7 +191,7 @@ PRESETS: dict[str, LMConfig] = {
     # the table in docs/lm-track.md: every objective, ten seeds, from a weak base (600 steps of
     # the 27k-parameter "tiny" model: held-out success ~0.2, so no objective saturates), then
     # 60 alignment steps, each objective at its own learning rate, chosen on validation lakes
-    # by `lakelab lm-lr` (docs/lm-track.md); about 3 minutes on 2 cores (bench_lm.py)
+    # by `lakelab lm-lr` (docs/lm-track.md); about 4 minutes on 2 cores (bench_lm.py)
     "default": LMConfig(
         model="tiny",
         pretrain_steps=600,
