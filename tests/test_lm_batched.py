@@ -153,6 +153,7 @@ def test_the_stack_needs_models_of_one_config():
         StackedGPT([])
 
 
+@pytest.mark.slow  # ~2 s: two short runs of three seeds
 def test_each_seed_draws_its_own_batches(seed_datas):
     """The streams are the plain loop's: seed 1's first pre-training batch in the stacked
     run is what default_rng([1, PRETRAIN_BATCHES]) draws."""

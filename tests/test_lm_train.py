@@ -69,6 +69,7 @@ def test_validation_lakes_are_disjoint_and_leave_the_others_as_they_were():
     assert len(set(descs)) == len(descs)  # three disjoint sets
 
 
+@pytest.mark.slow  # ~2 s: a seed's data and reference cache
 def test_a_methods_own_learning_rate_is_the_one_it_trains_with(monkeypatch):
     cfg = TINY_LM.replace(align_lr=1e-3, align_lrs={"dpo": 3e-4})
     assert (cfg.method_lr("dpo"), cfg.method_lr("sft")) == (3e-4, 1e-3)

@@ -20,6 +20,7 @@ def quick_setup():
     return build_setup(PRESETS["quick"])
 
 
+@pytest.mark.slow  # ~1 s: the quick preset's set-up
 def test_theta_star_reaches_its_kl_target(quick_setup):
     import torch
 
@@ -59,6 +60,7 @@ def test_sft_explores_exactly_the_chosen_states():
         assert set(np.flatnonzero(mass > 0)) == route_states
 
 
+@pytest.mark.slow  # ~1 s: two runs
 def test_ift_residual_puts_mass_off_the_path_only_when_lam_positive():
     for lam in (0.0, 0.2):
         cfg = TINY.replace(chosen="single", methods=("ift",), hparams={"ift": {"lam": lam}})
@@ -168,12 +170,14 @@ def test_online_negatives_are_episodes_never_equal_to_a_chosen_one(quick_setup, 
         assert fallbacks.sum() == 0  # an untrained policy rarely repeats a demo
 
 
+@pytest.mark.slow  # ~0.7 s: two runs
 def test_same_config_and_seed_give_identical_rows():
     a = train_method(build_setup(TINY), "dpo").rows
     b = train_method(build_setup(TINY), "dpo").rows
     assert a == b
 
 
+@pytest.mark.slow  # ~0.6 s each: every seed batched and looped
 @pytest.mark.parametrize("method", ["ift", "dpo"])
 def test_batched_seeds_equal_looped_seeds(method):
     setup = build_setup(TINY.replace(seeds=3))
