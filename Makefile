@@ -1,6 +1,6 @@
 # lakelab: two commands do everything on a fresh machine.
 #   make run        reproduce the Frozen Lake figure: results/lake/figure.png (creates .venv)
-#   make test       lint + the whole test suite (creates .venv on first use; ~3 min on 2 cores)
+#   make test       lint + the whole test suite (creates .venv on first use; ~4.5 min on 2 cores)
 # and, while working on the code:
 #   make test-fast  lint + the tests not marked slow (under 30 s on 2 cores; docs/testing.md)
 PYTHON ?= python3
