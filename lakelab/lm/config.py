@@ -133,8 +133,8 @@ class LMConfig(TrackConfig):
             raise ValueError(
                 f"align_lrs must map methods to learning rates, got {self.align_lrs!r}"
             )
+        known = (*OBJECTIVES, *RL_METHODS)
         for method, lr in self.align_lrs.items():
-            known = (*OBJECTIVES, *RL_METHODS)
             if method not in known:
                 raise ValueError(f"align_lrs: unknown method {method!r}; known: {sorted(known)}")
             check_real(f"align_lrs[{method!r}]", lr, 0.0, low_open=True)

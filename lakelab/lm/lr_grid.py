@@ -27,7 +27,7 @@ import pandas as pd
 
 from lakelab.files import atomic_write_json, atomic_write_text
 from lakelab.lm.config import LMConfig
-from lakelab.lm.runs import BASE, run_lm
+from lakelab.lm.runs import run_lm
 from lakelab.stats import ci95
 
 __all__ = ["GRID", "TIE", "choose", "lr_grid"]
@@ -52,7 +52,6 @@ def lr_grid(
     grid = sorted({float(lr) for lr in grid})
     if not grid or any(not (math.isfinite(lr) and lr > 0) for lr in grid):
         raise ValueError(f"grid must hold positive learning rates, got {list(grid)}")
-    methods = [m for m in config.methods if m != BASE]
     rows = []
     for k, lr in enumerate(grid):
         run = config.replace(align_lr=lr, align_lrs={}, evaluate_on="validation",
@@ -60,7 +59,7 @@ def lr_grid(
         done = None if progress is None else _offset(progress, k, len(grid))
         paths = run_lm(run, Path(out) / f"lr-{lr:g}", progress=done, workers=workers)
         final = pd.read_csv(paths["metrics"]).groupby(["method", "seed"], sort=False).tail(1)
-        for method in methods:
+        for method in config.methods:
             at = final[final["method"] == method]
             row = {"method": method, "lr": lr, "seeds": len(at)}
             for metric in ("success", "shortest", "token_kl"):

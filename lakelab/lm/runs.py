@@ -31,6 +31,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -121,11 +122,11 @@ def run_lm(
         if progress is not None:
             progress(done, total)
 
-    total = sum(steps for steps, _ in plan.values())
+    total = sum(p.steps for p in plan.values())
     if total and progress is not None:
         progress(0, total)
-    busy = [seed for seed, (steps, _) in plan.items() if steps]
-    groups = [busy[i::workers] for i in range(min(workers, len(busy)))]
+    busy = [seed for seed, p in plan.items() if p.steps]
+    groups = [{s: plan[s] for s in busy[i::workers]} for i in range(min(workers, len(busy)))]
     if len(groups) > 1:
         tasks(config)  # the lakes, built once (cached): forked workers inherit them
         context = multiprocessing.get_context(worker_start_method())
@@ -139,18 +140,28 @@ def run_lm(
     return write_reports(config, out)
 
 
-def _plan(config: LMConfig, out: Path, seeds: list[int]) -> dict[int, tuple[int, list[str]]]:
-    """Per seed: the training steps left and the methods whose cells are missing."""
+class SeedPlan(NamedTuple):
+    """What one seed of a run still needs."""
+
+    pretrain: bool  # its base model's cell is missing
+    todo: list[str]  # the methods whose cells are missing
+    steps: int  # the training steps that makes
+
+
+def _plan(config: LMConfig, out: Path, seeds: list[int]) -> dict[int, SeedPlan]:
     plan = {}
     for seed in seeds:
         todo = [m for m in config.methods if load_cell(out, config, m, seed) is None]
         pretrain = load_cell(out, config, BASE, seed) is None
-        plan[seed] = (config.pretrain_steps * pretrain + config.align_steps * len(todo), todo)
+        steps = config.pretrain_steps * pretrain + config.align_steps * len(todo)
+        plan[seed] = SeedPlan(pretrain, todo, steps)
     return plan
 
 
-def _run_seeds(config: LMConfig, out: Path, seeds: list[int], batched: bool, tick=None) -> int:
-    """Train what ``seeds`` miss into ``out`` (one process's share); returns its steps."""
+def _run_seeds(config: LMConfig, out: Path, plan: dict[int, SeedPlan], batched: bool,
+               tick=None) -> int:  # fmt: skip
+    """Train what the seeds of ``plan`` miss into ``out`` (one process's share); returns its
+    steps."""
     steps = 0
 
     def count(k: int) -> None:
@@ -159,16 +170,15 @@ def _run_seeds(config: LMConfig, out: Path, seeds: list[int], batched: bool, tic
         if tick is not None:
             tick(k)
 
-    plan = _plan(config, out, seeds)
     # a seed's base model: from its checkpoint if its cell and checkpoint are intact and some
     # method needs it; None means pre-train (again)
     bases: dict[int, TinyGPT | None] = {}
-    for seed, (_, todo) in plan.items():
-        if load_cell(out, config, BASE, seed) is None:
+    for seed, p in plan.items():
+        if p.pretrain:
             bases[seed] = None
-        elif todo:
+        elif p.todo:
             bases[seed] = load_checkpoint(checkpoint_path(out, BASE, seed), config)
-    todo = {seed: methods for seed, (_, methods) in plan.items()}
+    todo = {seed: p.todo for seed, p in plan.items()}
     with torch_threads(1):
         held = held_out(config) if bases else None
         if batched and bases:

@@ -38,9 +38,8 @@ from lakelab.mlp.replay import Replay, load_replay
 from lakelab.plotting import CELL_COLORS
 from lakelab.solver import soft_value_iteration
 
-__all__ = ["PANELS", "RunReplay", "load_run", "replay_figure", "replay_gif"]
+__all__ = ["RunReplay", "load_run", "replay_figure", "replay_gif"]
 
-PANELS = ("policy", "batch", "flow")
 FLOW_COLORS = ("#2e9d4b", "#3a7bd5", "#d7301f")  # optimal, other safe, hole-risking
 GAP = 1  # cells between panels
 SHORT = ("opt", "safe", "holes")  # the flow kinds in panel titles
@@ -104,9 +103,9 @@ def replay_figure(
     dpi: int = 80,
 ) -> Figure:
     """The frame of logged ``step``: a column per method of ``replays`` (one seed each), the
-    three ``PANELS`` from top to bottom. ``classes`` [S, A] and ``weights`` [S]: the action
-    kinds and state weights of ``lakelab.mlp.flow`` (the totals in the flow titles).
-    ``labels=False`` titles only the methods (text is most of a frame's drawing time; the
+    module docstring's three panels from top to bottom. ``classes`` [S, A] and ``weights``
+    [S]: the action kinds and state weights of ``lakelab.mlp.flow`` (the flow titles' totals).
+    ``labels=False`` titles only the methods (text is a large share of a frame's time; the
     app shows the numbers in a table beside it).
 
     All panels share one Axes, each placed at its own offset in data coordinates: a figure
