@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lakelab.lm.kv_cache import KVCache, next_logits
 from lakelab.lm.tokenizer import END_ID, PAD_ID, VOCAB
 
 
@@ -56,7 +57,7 @@ class ModelConfig:
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    # about 9k parameters: a smoke test, learns little
+    # about 5k parameters: a smoke test, learns little
     "nano": ModelConfig(n_layer=1, n_head=2, d_model=16),
     # about 27k parameters: the quick preset (cheaper than micro: docs/benchmarks.md)
     "tiny": ModelConfig(n_layer=2, n_head=4, d_model=32),
@@ -80,12 +81,21 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of ``x`` (B, T, d), split into heads: 3 x (B, nh, T, hs)."""
         B, T, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)  # 3 x (B, T, d)
-        q, k, v = (t.view(B, T, self.n_head, d // self.n_head).transpose(1, 2) for t in (q, k, v))
+        return tuple(t.view(B, T, self.n_head, d // self.n_head).transpose(1, 2) for t in (q, k, v))
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """The heads' outputs (B, nh, T, hs) joined and projected: (B, T, d)."""
+        B, nh, T, hs = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.heads(x)  # 3 x (B, nh, T, hs)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        return self.proj(y.transpose(1, 2).reshape(B, T, d))  # (B, T, d)
+        return self.merge(y)  # (B, T, d)
 
 
 class Block(nn.Module):
@@ -157,19 +167,28 @@ def generate(
     greedy: bool = True,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    cache: bool = True,
 ) -> torch.Tensor:
     """Continue each prompt (B, P) for at most ``max_new`` tokens; returns the new tokens
     (B, n <= max_new). Greedy takes the argmax; otherwise sample from softmax(logits / T)
     with ``generator``. After a row emits the end token it is padded with ``PAD_ID``;
-    generation stops early once every row has ended. No key-value cache: each new token runs
-    a full forward over the sequence so far (speed: docs/benchmarks.md)."""
+    generation stops early once every row has ended.
+
+    ``cache=False`` is the definition: each new token runs a full forward over the sequence
+    so far. ``cache=True`` (``lakelab.lm.kv_cache``) keeps every block's keys and values and
+    runs only the new token; the same tokens (tested), for prompts of one length."""
     if not greedy and not temperature > 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r}")
-    idx = prompts  # (B, P)
-    done = torch.zeros(len(prompts), dtype=torch.bool)  # (B,)
+    B, P = prompts.shape
+    kv = KVCache(model, B, P + max(max_new - 1, 0)) if cache else None
+    idx = prompts  # (B, P) the positions to run: all so far, or with the cache the new ones
+    done = torch.zeros(B, dtype=torch.bool)  # (B,)
     new = []
     for _ in range(max_new):
-        logits = model(idx)[:, -1]  # (B, V) prediction for the next token
+        if kv is None:
+            logits = model(idx)[:, -1]  # (B, V) prediction for the next token
+        else:
+            logits = next_logits(model, idx, kv)  # (B, V) the same, from the cache
         if greedy:
             nxt = logits.argmax(-1)  # (B,)
         else:
@@ -178,7 +197,7 @@ def generate(
         nxt = torch.where(done, PAD_ID, nxt)  # (B,)
         new.append(nxt)
         done |= nxt == END_ID
-        idx = torch.cat([idx, nxt[:, None]], dim=1)  # (B, P + k)
+        idx = nxt[:, None] if kv is not None else torch.cat([idx, nxt[:, None]], dim=1)
         if done.all():
             break
     return torch.stack(new, dim=1) if new else prompts[:, :0]  # (B, n)
