@@ -40,6 +40,7 @@ from lakelab.lm.train import (
     ReferenceCache,
     _concat,
     budget,
+    new_optimizer,
     online_rejected,
     reference_logps,
 )
@@ -170,7 +171,7 @@ def optimize_seeds(
     """``train.optimize`` for every seed at once: AdamW on the sum of ``losses_at(step)``
     (one loss per seed); ``log(step)`` at the log points; ``progress(N)`` after each step."""
     steps, lr, log_every = budget(cfg, stage, method)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    opt = new_optimizer(model, lr, cfg.weight_decay)
     for step in range(steps + 1):
         if step % log_every == 0 or step == steps:
             log(step)

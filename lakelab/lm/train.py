@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch import nn
 
 from lakelab.lm.config import LMConfig
 from lakelab.lm.data import SeedData, Tokens, mismatched, response_ids, to_tokens
@@ -138,8 +139,11 @@ class ReferenceCache:
         )
 
 
-def new_optimizer(model: TinyGPT, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+def new_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``model``'s parameters (a ``TinyGPT``, or a ``StackedGPT`` of seeds). The
+    fused kernel does each tensor's update in one pass; AdamW is elementwise, so a stacked
+    tensor's row gets the update its seed's own tensor would (tested)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def _check_finite(method: str, seed: int, step: int, loss: torch.Tensor, model: TinyGPT) -> None:
