@@ -166,7 +166,7 @@ def optimal_plan(task: LakeTask, rng: np.random.Generator | None) -> list[int]:
     s, plan = task.lake.start, []
     while not task.lake.terminal[s]:
         moves = np.flatnonzero(task.optimal_moves[s])
-        a = int(moves[0] if rng is None else rng.choice(moves))
+        a = int(moves[0] if rng is None else moves[rng.integers(len(moves))])  # = rng.choice
         plan.append(a)
         s = task.step(s, a)
         if len(plan) > task.lake.n_states:
@@ -180,14 +180,11 @@ def walk(task: LakeTask, rng: np.random.Generator, max_moves: int, *, avoid: boo
     lake, s, plan = task.lake, task.lake.start, []
     holes = lake.holes  # a property that builds the array: once per walk
     while not lake.terminal[s] and len(plan) < max_moves:
-        moves = [
-            a
-            for a in range(lake.n_actions)
-            if not avoid or (task.step(s, a) != s and not holes[task.step(s, a)])
-        ]
-        a = int(rng.choice(moves))
+        after = [task.step(s, a) for a in range(lake.n_actions)]  # successor of each move
+        moves = [a for a, t in enumerate(after) if not avoid or (t != s and not holes[t])]
+        a = moves[rng.integers(len(moves))]  # uniform: rng.choice(moves), draw for draw
         plan.append(a)
-        s = task.step(s, a)
+        s = after[a]
     return plan
 
 
