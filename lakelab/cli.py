@@ -180,7 +180,7 @@ def _lm_lr(args: argparse.Namespace) -> int:
     with progress_bar("learning-rate grid", "step", quiet=args.quiet) as progress:
         table, chosen = lr_grid(config, args.out, grid=args.grid, seeds=args.grid_seeds,
                                 first_seed=args.grid_first_seed, workers=args.workers,
-                                progress=progress)  # fmt: skip
+                                stack=args.stack, progress=progress)  # fmt: skip
     shown = table.pivot(index="method", columns="lr", values="success_mean")
     print("validation success at the end of alignment (mean over seeds):")
     print(shown.loc[list(chosen)].to_string(float_format=lambda x: f"{x:.3f}"))
@@ -218,7 +218,8 @@ def _lm(args: argparse.Namespace) -> int:
     from lakelab.lm.runs import run_lm
 
     with progress_bar("training", "step", quiet=args.quiet) as progress:
-        paths = run_lm(config, args.out, progress=progress, workers=args.workers)
+        paths = run_lm(config, args.out, progress=progress, workers=args.workers,
+                       stack=args.stack)  # fmt: skip
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -476,6 +477,12 @@ def _lm_parser(sub, name: str, help_text: str, what: str, out: str) -> argparse.
         default=os.cpu_count() or 1,
         help="processes the seeds are split over (default: the machine's cores); the numbers "
         "do not depend on it",
+    )
+    parser.add_argument(
+        "--stack",
+        type=int,
+        help="seeds a process trains together, as one stacked computation (1: one after "
+        "another); the numbers do not depend on it (default: all of a process's seeds)",
     )
     return parser
 

@@ -9,6 +9,8 @@ docs/lm-track.md). Both use 4x4 lakes: at this budget 4x4 does not saturate.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +165,14 @@ class LMConfig(TrackConfig):
                 f"batch_size must be >= 2 for {mismatched}: their mismatched pairs join each "
                 "lake's prompt to another lake's plan, and a batch of 1 has no other lake"
             )
+
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("methods", "seeds")) -> str:
+        """``TrackConfig.fingerprint`` plus the shape behind the ``model`` preset's name: a
+        preset redefined in the code (as ``tiny`` was) makes another protocol, so the cells
+        and checkpoints of the old shape are not taken for this one's."""
+        d = json.loads(super().fingerprint(exclude=exclude))
+        d["model_shape"] = dataclasses.asdict(model_config(self.model))
+        return json.dumps(d, sort_keys=True)
 
     def method_lr(self, method: str) -> float:
         """The alignment learning rate of ``method``: ``align_lrs[method]``, else ``align_lr``."""

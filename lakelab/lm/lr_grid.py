@@ -44,6 +44,7 @@ def lr_grid(
     seeds: int = 3,
     first_seed: int = 100,
     workers: int = 1,
+    stack: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Run ``config``'s objectives at every rate of ``grid`` on the validation lakes, into
@@ -57,7 +58,8 @@ def lr_grid(
         run = config.replace(align_lr=lr, align_lrs={}, evaluate_on="validation",
                              seeds=seeds, first_seed=first_seed)  # fmt: skip
         done = None if progress is None else _offset(progress, k, len(grid))
-        paths = run_lm(run, Path(out) / f"lr-{lr:g}", progress=done, workers=workers)
+        paths = run_lm(run, Path(out) / f"lr-{lr:g}", progress=done, workers=workers,
+                       stack=stack)  # fmt: skip
         final = pd.read_csv(paths["metrics"]).groupby(["method", "seed"], sort=False).tail(1)
         for method in config.methods:
             at = final[final["method"] == method]

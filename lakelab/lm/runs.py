@@ -15,10 +15,12 @@ missing (more seeds or methods welcome, a different protocol refused). An aligne
 its seed's base model: loaded from its checkpoint when that is intact, else pre-trained again
 (deterministically, so identically).
 
-By default the seeds train together (``lakelab.lm.batched``): the base models missing from
-the directory are pre-trained as one batched computation, then each method aligns, together,
-the seeds that miss it; RL methods train one seed after another. ``batched=False`` runs the
-plain loop, one seed after another; both write the same files, bit for bit (tested).
+By default a process's seeds train together (``lakelab.lm.batched``): their missing base
+models are pre-trained as one batched computation, then each method aligns, together, the
+seeds that miss it; RL methods train one seed after another. ``stack=k`` trains them in
+stacks of at most k seeds (less memory, and a stack's cells are written sooner); ``stack=1``
+runs the plain loop, one seed after another. Every stack size writes the same files, bit
+for bit (tested).
 
 Training runs on one CPU thread (``lakelab.training.torch_threads``), so the results do not
 depend on the machine's core count.
@@ -96,20 +98,22 @@ def run_lm(
     out: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
-    batched: bool = True,
+    stack: int | None = None,
     workers: int = 1,
 ) -> dict[str, Path]:
     """Run (or resume) the LM experiment into ``out``; returns the paths written.
 
     ``progress(done_steps, total_steps)`` is called as pre-training and alignment advance
-    (steps summed over seeds; a worker's steps count when it finishes). ``batched``: the
-    seeds train together (module docstring). ``workers`` > 1 splits the seeds that have work
-    left into that many groups, every ``workers``-th seed in one: this process trains the
-    first while worker processes (forked on Linux, ``worker_start_method``) train the others.
-    A seed's numbers do not depend on which seeds train beside it or where (tested).
+    (steps summed over seeds; a worker's steps count when it finishes). ``stack``: at most
+    this many seeds train together (default: all of a process's), 1 for one after another
+    (module docstring). ``workers`` > 1 splits the seeds that have work left into that many groups,
+    every ``workers``-th seed in one: this process trains the first while worker processes
+    (forked on Linux, ``worker_start_method``) train the others. A seed's numbers do not
+    depend on which seeds train beside it or where (tested).
     """
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    for name, value in (("workers", workers), ("stack", 1 if stack is None else stack)):
+        if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     out = Path(out)
     check_protocol(out, config)
     atomic_write_json(out / "config.json", config.to_dict())
@@ -131,12 +135,12 @@ def run_lm(
         tasks(config)  # the lakes, built once (cached): forked workers inherit them
         context = multiprocessing.get_context(worker_start_method())
         with ProcessPoolExecutor(len(groups) - 1, context) as pool:
-            jobs = [pool.submit(_run_seeds, config, out, g, batched) for g in groups[1:]]
-            _run_seeds(config, out, groups[0], batched, tick)
+            jobs = [pool.submit(_run_seeds, config, out, g, stack) for g in groups[1:]]
+            _run_seeds(config, out, groups[0], stack, tick)
             for job in as_completed(jobs):
                 tick(job.result())
     elif groups:
-        _run_seeds(config, out, groups[0], batched, tick)
+        _run_seeds(config, out, groups[0], stack, tick)
     return write_reports(config, out)
 
 
@@ -158,7 +162,7 @@ def _plan(config: LMConfig, out: Path, seeds: list[int]) -> dict[int, SeedPlan]:
     return plan
 
 
-def _run_seeds(config: LMConfig, out: Path, plan: dict[int, SeedPlan], batched: bool,
+def _run_seeds(config: LMConfig, out: Path, plan: dict[int, SeedPlan], stack: int | None,
                tick=None) -> int:  # fmt: skip
     """Train what the seeds of ``plan`` miss into ``out`` (one process's share); returns its
     steps."""
@@ -181,11 +185,14 @@ def _run_seeds(config: LMConfig, out: Path, plan: dict[int, SeedPlan], batched: 
     todo = {seed: p.todo for seed, p in plan.items()}
     with torch_threads(1):
         held = held_out(config) if bases else None
-        if batched and bases:
-            _run_batched(config, out, bases, todo, held, count)
-        else:
-            for seed, base in bases.items():
-                _run_seed(config, out, seed, base, todo[seed], held, count)
+        seeds = list(bases)
+        if stack == 1:  # the plain loop
+            for seed in seeds:
+                _run_seed(config, out, seed, bases[seed], todo[seed], held, count)
+        elif seeds:
+            size = stack or len(seeds)
+            for part in (seeds[i : i + size] for i in range(0, len(seeds), size)):
+                _run_batched(config, out, {s: bases[s] for s in part}, todo, held, count)
     return steps
 
 
