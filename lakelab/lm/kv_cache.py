@@ -11,9 +11,10 @@ new token of every row, whose query attends to all cached positions and itself:
                                          every cached position is earlier)
 
 n new tokens after a prompt of P tokens then cost P + n - 1 positions instead of
-P n + n (n - 1) / 2. The tokens are the same as without the cache (tests/test_lm_kv_cache.py):
-the logits agree to float32 rounding (products of other shapes add in another order), and
-sampling draws from the same generator in the same order. Speed: docs/benchmarks.md.
+P n + n (n - 1) / 2. The logits agree with the full forward's to float32 rounding (products
+of other shapes add in another order), and sampling draws from the same generator in the
+same order, so the tokens are the same unless rounding flips a near-tie, which none of the
+tests meets (tests/test_lm_kv_cache.py). Speed: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ class KVCache:
     def __init__(self, model: TinyGPT, batch: int, max_len: int) -> None:
         cfg = model.cfg
         shape = (batch, cfg.n_head, max_len, cfg.d_model // cfg.n_head)
-        self.keys = [torch.empty(shape) for _ in model.blocks]
-        self.values = [torch.empty(shape) for _ in model.blocks]
+        dtype = model.wte.weight.dtype
+        self.keys = [torch.empty(shape, dtype=dtype) for _ in model.blocks]
+        self.values = [torch.empty(shape, dtype=dtype) for _ in model.blocks]
         self.length = 0
 
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def extend(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new positions' ``k``, ``v`` (B, nh, T, hs) of block ``layer``; return
         the keys and values of every position so far, (B, nh, length + T, hs)."""
         end = self.length + k.shape[2]
@@ -49,8 +53,11 @@ class KVCache:
 def next_logits(model: TinyGPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Logits (B, V) of the token after ``idx`` (B, T), the positions following the
     ``cache.length`` cached ones; the cache then holds them too. ``TinyGPT.forward`` with
-    attention over the cached positions (the first call, with an empty cache, is causal)."""
+    attention over the cached positions: the first call (an empty cache) may run a whole
+    prompt, causally; later calls run one new position each."""
     start, T = cache.length, idx.shape[1]
+    if start and T != 1:
+        raise ValueError(f"after the prompt, one new position at a time, got {T}")
     if start + T > model.cfg.block_size:
         raise ValueError(
             f"sequence of {start + T} tokens exceeds block_size {model.cfg.block_size}"
