@@ -175,10 +175,10 @@ def _lm_lr(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from lakelab.lm.lr_grid import lr_grid
+    from lakelab.lm.lr_grid import GRID, lr_grid
 
     with progress_bar("learning-rate grid", "step", quiet=args.quiet) as progress:
-        table, chosen = lr_grid(config, args.out, grid=args.grid, seeds=args.grid_seeds,
+        table, chosen = lr_grid(config, args.out, grid=args.grid or GRID, seeds=args.grid_seeds,
                                 first_seed=args.grid_first_seed, workers=args.workers,
                                 stack=args.stack, progress=progress)  # fmt: skip
     shown = table.pivot(index="method", columns="lr", values="success_mean")
@@ -336,8 +336,8 @@ def build_parser(field_flags: Collection[str] = FIELD_COMMANDS) -> argparse.Argu
         sub, "lm-lr", "choose each objective's LM learning rate from a grid, on validation lakes",
         "A learning rate per objective (lakelab.lm.lr_grid)", "results/lm-lr",
     )  # fmt: skip
-    lm_lr.add_argument("--grid", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3, 1e-2],
-                       help="the learning rates tried")  # fmt: skip
+    lm_lr.add_argument("--grid", type=float, nargs="+",
+                       help="learning rates tried (default: lakelab.lm.lr_grid.GRID)")  # fmt: skip
     lm_lr.add_argument("--grid-seeds", type=int, default=3, help="seeds per rate")
     lm_lr.add_argument("--grid-first-seed", type=int, default=100,
                        help="the grid's own seeds start here (not the table's)")  # fmt: skip

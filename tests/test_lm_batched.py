@@ -56,8 +56,9 @@ def seeds_setup(seed_datas):
     return held, data, bases, references, logs
 
 
-def test_the_stacked_model_is_each_seeds_model_bit_for_bit(seed_datas):
-    data, bases = seed_datas, [TinyGPT(model_config(CFG.model), seed=s) for s in SEEDS]
+@pytest.mark.parametrize("model", [CFG.model, "tiny"])  # nano, and the default's model
+def test_the_stacked_model_is_each_seeds_model_bit_for_bit(seed_datas, model):
+    data, bases = seed_datas, [TinyGPT(model_config(model), seed=s) for s in SEEDS]
     stacked = StackedGPT(bases)
     batches = [d.chosen[:8] for d in data]
     got = BT.stacked_token_logps(stacked, batches)  # (N, B, T)

@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from lakelab.cli import build_parser, main
+from lakelab.cli import main
+from lakelab.lm import lr_grid as LR
 from lakelab.lm.lr_grid import GRID, TIE, choose, lr_grid
 from tests.helpers import TINY_LM
 
@@ -24,9 +25,17 @@ def test_the_best_rate_wins_and_a_tie_goes_to_the_smaller_rate():
     assert choose(table)["dpo"] == 1e-3  # now clearly better
 
 
-def test_the_cli_grid_is_the_library_grid():
-    args = build_parser(field_flags=["lm-lr"]).parse_args(["lm-lr"])
-    assert tuple(args.grid) == GRID
+def test_the_cli_grid_is_the_library_grid(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_grid(config, out, *, grid, **kwargs):
+        seen.append(tuple(grid))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(LR, "lr_grid", fake_grid)
+    assert main(["lm-lr", "--out", str(tmp_path), "--quiet"]) == 2
+    assert main(["lm-lr", "--out", str(tmp_path), "--quiet", "--grid", "1e-3", "2e-3"]) == 2
+    assert seen == [GRID, (1e-3, 2e-3)]
 
 
 def test_a_grid_needs_positive_rates(tmp_path):

@@ -163,8 +163,8 @@ def test_stacked_plain_and_two_process_runs_write_the_same_numbers(tmp_path):
     metrics = (tmp_path / "together" / "metrics.csv").read_bytes()
     frame = pd.read_csv(tmp_path / "together" / "metrics.csv")
     assert set(frame["seed"]) == {0, 1, 2} and set(frame["method"]) == {BASE, *cfg.methods}
-    runs_ = {"stacks of 2": {"stack": 2}, "plain": {"stack": 1}, "workers": {"workers": 2}}
-    for name, options in runs_.items():
+    variants = {"stacks of 2": {"stack": 2}, "plain": {"stack": 1}, "workers": {"workers": 2}}
+    for name, options in variants.items():
         run_lm(cfg, tmp_path / name, **options)
         assert (tmp_path / name / "metrics.csv").read_bytes() == metrics, name
     for method in (BASE, *cfg.methods):
@@ -177,6 +177,13 @@ def test_stacked_plain_and_two_process_runs_write_the_same_numbers(tmp_path):
         name, value = next(iter(bad.items()))
         with pytest.raises(ValueError, match=f"{name} must be a positive integer, got {value}"):
             run_lm(cfg, tmp_path / "none", **bad)
+
+
+def test_the_cli_refuses_a_stack_of_zero_before_training(tmp_path, capsys):
+    argv = ["lm", "--preset", "quick", "--out", str(tmp_path / "run"), "--quiet", "--stack", "0"]
+    assert main(argv) == 2
+    assert "stack must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "cells").exists()
 
 
 @pytest.mark.parametrize(

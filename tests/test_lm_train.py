@@ -108,6 +108,35 @@ def test_plans_agree_with_an_independent_grid_walker():
         assert walk_plan(task.lake.desc, avoiding)[1] == len(avoiding)  # never ends in a hole
 
 
+def _walk_by_choice(task, rng, max_moves, avoid):
+    """``data.walk`` as first written, with ``rng.choice`` over the allowed moves."""
+    s, plan = task.lake.start, []
+    while not task.lake.terminal[s] and len(plan) < max_moves:
+        moves = [
+            a
+            for a in range(4)
+            if not avoid or (task.step(s, a) != s and not task.lake.holes[task.step(s, a)])
+        ]
+        plan.append(int(rng.choice(moves)))
+        s = task.step(s, plan[-1])
+    return plan
+
+
+def test_random_walks_and_tie_breaks_draw_as_rng_choice_does():
+    train, _ = D.tasks(TINY_LM)
+    for seed in range(3):
+        ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+        for task in train:
+            for avoid in (False, True):
+                expected = _walk_by_choice(task, theirs, TINY_LM.max_moves, avoid)
+                assert D.walk(task, ours, TINY_LM.max_moves, avoid=avoid) == expected
+            plan, s = D.optimal_plan(task, ours), task.lake.start
+            for a in plan:  # the same tie-break draws: rng.choice over the optimal moves
+                assert a == int(theirs.choice(np.flatnonzero(task.optimal_moves[s])))
+                s = task.step(s, a)
+        assert ours.random() == theirs.random()  # both generators drew alike throughout
+
+
 def test_seed_data_tokens_hold_the_plans_at_the_response_positions():
     data = D.seed_data(TINY_LM, 0)
     P = data.chosen.prompt_len

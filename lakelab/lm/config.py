@@ -199,24 +199,24 @@ PRESETS: dict[str, LMConfig] = {
         methods=("sft", "ift", "dpo"),
     ),
     # the table in docs/lm-track.md: every objective, ten seeds, from a weak base (600 steps of
-    # the 27k-parameter "tiny" model: held-out success ~0.2, so no objective saturates), then
-    # 60 alignment steps, each objective at its own learning rate, chosen on validation lakes
-    # by `lakelab lm-lr` (docs/lm-track.md); about 4 minutes on 2 cores (bench_lm.py)
+    # the 28k-parameter "tiny" model: held-out success ~0.17, so no objective saturates),
+    # then 60 alignment steps, each objective at its own learning rate, chosen on validation
+    # lakes by `lakelab lm-lr` (docs/lm-track.md); about 3 minutes on 2 cores (bench_lm.py)
     "default": LMConfig(
         model="tiny",
         pretrain_steps=600,
         align_steps=60,
         log_every=30,
         seeds=10,
-        # `lakelab lm-lr` (grid 3e-4, 1e-3, 3e-3, 1e-2; 4 seeds of its own; validation lakes)
+        # `lakelab lm-lr` (grid 1e-4 .. 1e-2; 4 seeds of its own; validation lakes)
         align_lrs={
             "sft": 3e-3,
-            "ift": 1e-3,
-            "dpo": 1e-3,
-            "ipo": 3e-4,
+            "ift": 3e-3,
+            "dpo": 1e-4,
+            "ipo": 1e-4,
             "orpo": 3e-3,
             "asft": 3e-3,
-            "simpo": 3e-4,
+            "simpo": 1e-4,
         },
     ),
 }

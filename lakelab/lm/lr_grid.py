@@ -32,7 +32,7 @@ from lakelab.stats import ci95
 
 __all__ = ["GRID", "TIE", "choose", "lr_grid"]
 
-GRID = (3e-4, 1e-3, 3e-3, 1e-2)
+GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 TIE = 0.01  # validation success within this of the best: a tie, won by the smaller rate
 
 
