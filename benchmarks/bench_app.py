@@ -12,7 +12,9 @@ Two views of the same app:
    preset with SFT, IFT, DPO, ORPO), whose results the re-render then shows.
 2. A real browser (Debian's chromium, if installed): a fresh `streamlit run`, the time from
    opening each page to its content, and from a widget change to the new value on screen.
-   ``--screenshots DIR`` saves each page there (the pictures in docs/app.md: ``docs``).
+   ``--screenshots DIR`` saves each page there (the pictures in docs/app.md: ``docs``); the
+   LM page shows ``results/lm-default`` and is opened only if that run exists (``lakelab lm
+   --out results/lm-default``).
 
 The machine is shared and noisy: read the numbers as orders of magnitude.
 """
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LM_RUN = "results/lm-default"  # what the LM page shows first (app_pages/lm.py)
 PAGES = {
     "lake": "app_pages/lake.py",
     "experiment": "app_pages/experiment.py",
@@ -214,6 +217,10 @@ def browser(runs: str, shots: Path | None, repeats: int) -> dict[str, float]:
                 )
             out["experiment: replay slider, next step (median)"] = statistics.median(times["right"])
             out["experiment: replay slider, back (median)"] = statistics.median(times["left"])
+            if (ROOT / LM_RUN / "summary.csv").exists():  # the LM page's default run
+                out[f"lm: open, {LM_RUN} on disk"] = open_page(page, "/lm", 2)
+                if shots:
+                    screenshot(page, shots / "app-lm.png")
             context.close()
     finally:
         if proc.poll() is None:

@@ -19,19 +19,18 @@ tests meets (tests/test_lm_kv_cache.py). Speed: docs/benchmarks.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-if TYPE_CHECKING:
-    from lakelab.lm.model import TinyGPT
+# ``model`` below is a ``lakelab.lm.model.TinyGPT``, annotated as ``nn.Module``: that module
+# imports this one for ``generate``, and importing it back would make a cycle.
 
 
 class KVCache:
     """Keys and values of every block for the first ``length`` positions, (B, nh, L, hs)."""
 
-    def __init__(self, model: TinyGPT, batch: int, max_len: int) -> None:
+    def __init__(self, model: nn.Module, batch: int, max_len: int) -> None:
         cfg = model.cfg
         shape = (batch, cfg.n_head, max_len, cfg.d_model // cfg.n_head)
         dtype = model.wte.weight.dtype
@@ -50,7 +49,7 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
-def next_logits(model: TinyGPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+def next_logits(model: nn.Module, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Logits (B, V) of the token after ``idx`` (B, T), the positions following the
     ``cache.length`` cached ones; the cache then holds them too. ``TinyGPT.forward`` with
     attention over the cached positions: the first call (an empty cache) may run a whole
