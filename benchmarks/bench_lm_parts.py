@@ -35,12 +35,9 @@ from lakelab.lm.train import new_optimizer
 from lakelab.training import torch_threads
 
 
-def sft_step(model: torch.nn.Module, inputs: torch.Tensor, fused: bool = True) -> Callable:
+def sft_step(model: torch.nn.Module, inputs: torch.Tensor) -> Callable:
     """One SFT step on ``inputs`` (their next tokens as targets), AdamW over ``model``."""
-    if fused:
-        opt = new_optimizer(model, 1e-3, 0.0)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)  # for-loop
+    opt = new_optimizer(model, 1e-3, 0.0)
     targets = inputs.roll(-1, -1)
 
     def step() -> None:
@@ -57,7 +54,7 @@ def optimizer_step(fused: bool) -> Callable:
     sft_step(model, torch.zeros(2, 8, dtype=torch.long))()  # gradients to apply
     if fused:
         return new_optimizer(model, 1e-3, 0.0).step
-    return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0).step
+    return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0).step  # for-loop
 
 
 def timed(variants: dict[str, tuple[Callable, int]], rounds: int, steps: int) -> dict:
